@@ -1,0 +1,1 @@
+"""Read runs, extract device metrics, wafer statistics, network simulation, power, reports."""

@@ -1,0 +1,1 @@
+"""Protocol files -> checked plan -> runner -> HDF5 run files (with a run journal)."""

@@ -1,0 +1,1 @@
+"""Shim so that pyvisa finds the simulated bench as the ``@dendrosim`` library."""
