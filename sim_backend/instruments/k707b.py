@@ -1,0 +1,295 @@
+"""Simulated Keithley 707B/708B switching matrix (TSP) with 7174A-style 8x12 cards.
+
+Closing a crosspoint joins its row's instrument terminal to its column's device port on the bench.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from dendrolab.errors import ParameterError
+from sim_backend.bench import PORTS, Bench
+from sim_backend.instruments.k2600 import _choice, _idn, _options, idn_model
+from sim_backend.tsp import TspInstrument, TspObject, TspRuntimeError
+
+__all__ = ["Keithley707BSim"]
+
+ROWS = "ABCDEFGH"
+COLUMNS = 12
+SLOTS = {"707B": 6, "708B": 1}
+#: Relay settle time per switching operation (assumed: the notes and manual pages we could read
+#: give none for the 7174A; a few ms is typical of its reed relays). Option ``settle_time_s``.
+SETTLE_S = 3e-3
+BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK, RULE_OFF = 1, 2, 0
+
+_CHANNEL = re.compile(r"([1-9])([A-Ha-h])(\d\d)")
+_TERMINAL = re.compile(r"[^/\s]+/[^/\s]+")
+
+Crosspoint = tuple[int, str, int]  # slot, row, column
+
+
+def _name(cp: Crosspoint) -> str:
+    return f"{cp[0]}{cp[1]}{cp[2]:02d}"
+
+
+class _Channel(TspObject):
+    """The ``channel`` object: close/open/exclusiveclose/getclose and the connect rule.
+
+    Channel lists are strings of channels (``1A01``), rectangular ranges (``1A01:1C04``) and,
+    where the manual allows them, ``slotN``/``allslots``, separated by commas or semicolons.
+    Channel patterns are not modelled. Any bad item rejects the whole call (-286).
+    """
+
+    TSP_FIELDS = ("connectrule",)
+    TSP_READONLY = ("BREAK_BEFORE_MAKE", "MAKE_BEFORE_BREAK", "OFF")
+    TSP_METHODS = ("close", "open", "exclusiveclose", "getclose")
+    BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK, OFF = BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK, RULE_OFF
+
+    def __init__(self, matrix: Keithley707BSim) -> None:
+        self._matrix = matrix
+        self._rule = BREAK_BEFORE_MAKE
+
+    @property
+    def connectrule(self) -> int:
+        return self._rule
+
+    @connectrule.setter
+    def connectrule(self, value: Any) -> None:
+        self._rule = _choice(value, (RULE_OFF, BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK), "connectrule")
+
+    # -- channel lists ------------------------------------------------------------------------
+    def _parse(self, spec: Any, fname: str, scopes: bool) -> list[Crosspoint]:
+        if type(spec) is not str:
+            kind = "nil" if spec is None else "number" if type(spec) in (int, float) else "value"
+            raise TspRuntimeError(f"bad argument #1 to '{fname}' (string expected, got {kind})")
+        items = [p.strip() for p in re.split(r"[,;]", spec)]
+        if not any(items):
+            raise TspRuntimeError(f"bad argument #1 to '{fname}' (empty channel list)")
+        out: list[Crosspoint] = []
+        for item in items:
+            if not item:
+                continue
+            out.extend(self._item(item, fname, scopes))
+        return out
+
+    def _item(self, item: str, fname: str, scopes: bool) -> Iterable[Crosspoint]:
+        slots = self._matrix.slots
+        low = item.lower()
+        if low == "allslots" or re.fullmatch(r"slot\d+", low):
+            if not scopes:
+                raise TspRuntimeError(f"bad argument #1 to '{fname}' ({item} is not allowed)")
+            wanted = range(1, slots + 1) if low == "allslots" else (int(low[4:]),)
+            if not all(1 <= s <= slots for s in wanted):
+                raise TspRuntimeError(f"bad argument #1 to '{fname}' (no slot '{item}')")
+            return [(s, r, c) for s in wanted for r in ROWS for c in range(1, COLUMNS + 1)]
+        first, _, last = item.partition(":")
+        a = self._channel(first.strip(), item, fname)
+        b = self._channel(last.strip(), item, fname) if last else a
+        if a[0] != b[0] or a[1] > b[1] or a[2] > b[2]:
+            raise TspRuntimeError(f"bad argument #1 to '{fname}' (invalid range '{item}')")
+        rows = ROWS[ROWS.index(a[1]) : ROWS.index(b[1]) + 1]
+        return [(a[0], r, c) for r in rows for c in range(a[2], b[2] + 1)]
+
+    def _channel(self, text: str, item: str, fname: str) -> Crosspoint:
+        m = _CHANNEL.fullmatch(text)
+        if m is None or not 1 <= int(m.group(3)) <= COLUMNS or int(m.group(1)) > self._matrix.slots:
+            raise TspRuntimeError(f"bad argument #1 to '{fname}' (invalid channel '{item}')")
+        return int(m.group(1)), m.group(2).upper(), int(m.group(3))
+
+    # -- functions ----------------------------------------------------------------------------
+    def close(self, spec: Any = None) -> None:
+        """Close the listed crosspoints; nothing else opens (``slotN``/``allslots`` refused)."""
+        self._matrix.switch(opening=(), closing=self._parse(spec, "close", scopes=False))
+
+    def open(self, spec: Any = None) -> None:
+        self._matrix.switch(opening=self._parse(spec, "open", scopes=True), closing=())
+
+    def exclusiveclose(self, spec: Any = None) -> None:
+        """Close exactly the listed crosspoints; ``""`` opens everything."""
+        if type(spec) is str and not spec.strip():
+            wanted: list[Crosspoint] = []
+        else:
+            wanted = self._parse(spec, "exclusiveclose", scopes=False)
+        keep = set(wanted)
+        others = [cp for cp in self._matrix.closed if cp not in keep]
+        self._matrix.switch(opening=others, closing=wanted, rule=self._rule)
+
+    def getclose(self, spec: Any = None) -> str | None:
+        """Closed crosspoints within the list, sorted, ``;``-separated; nil if none."""
+        scope = set(self._parse(spec, "getclose", scopes=True))
+        found = sorted(cp for cp in self._matrix.closed if cp in scope)
+        return ";".join(_name(cp) for cp in found) or None
+
+
+class Keithley707BSim(TspInstrument):
+    """Keithley 707B (six slots) or 708B (one slot, from the ``idn`` model), 8x12 cards.
+
+    Options: ``idn``, ``serial``, ``settle_time_s`` (relay settle per switching step, default
+    3 ms), and the wiring of the cards, either for slot 1::
+
+        rows: {A: "smu/1", B: "pulse/1"}        # row letter -> instrument terminal
+        columns: {1: "d1", 2: "d2.top"}         # column number -> device[.port]
+
+    or per slot: ``slots: {1: {rows: {...}, columns: {...}}, 2: {...}}`` (not both forms).
+    Closing ``1A01`` with row A and column 1 wired calls ``bench.close_route`` for the key
+    ``<name>:1A01``; opening it calls ``bench.open_route``. Unwired rows/columns switch nothing.
+    Settle time is added once per step that changes a relay (two steps for an exclusive close
+    that opens and closes, unless ``channel.connectrule = channel.OFF``).
+    """
+
+    idn = "Keithley Instruments Inc., Model 707B, 04089762, 01.10h"
+    OPTIONS: ClassVar[set[str]] = {"idn", "serial", "settle_time_s", "rows", "columns", "slots"}
+
+    def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
+        who = f"{type(self).__name__} {name!r}"
+        opts = _options(options, self.OPTIONS, who)
+        idn = _idn(opts, type(self).idn, who)
+        model = idn_model(idn).upper()
+        if model not in SLOTS:
+            raise ParameterError(f"{who}: model {model!r} in idn is not a 707B or 708B")
+        self.slots = SLOTS[model]
+        settle = _seconds(opts.get("settle_time_s", SETTLE_S))
+        if settle is None:
+            raise ParameterError(f"{who}: settle_time_s must be a number in [0, 1] s")
+        super().__init__(idn)
+        self.bench = bench
+        self.name = name
+        self.settle_s = settle
+        self.rows, self.columns = self._wiring(opts, who)
+        self.closed: set[Crosspoint] = set()
+        self.channel = _Channel(self)
+
+    # -- wiring options -----------------------------------------------------------------------
+    def _wiring(
+        self, opts: Mapping[str, Any], who: str
+    ) -> tuple[dict[tuple[int, str], str], dict[tuple[int, int], str]]:
+        if "slots" in opts and ("rows" in opts or "columns" in opts):
+            raise ParameterError(f"{who}: give rows/columns (slot 1) or slots, not both")
+        per_slot = opts.get("slots")
+        if per_slot is None:
+            per_slot = {1: {k: opts[k] for k in ("rows", "columns") if k in opts}}
+        if not isinstance(per_slot, Mapping):
+            raise ParameterError(f"{who}: slots must be a mapping slot -> {{rows, columns}}")
+        rows: dict[tuple[int, str], str] = {}
+        columns: dict[tuple[int, int], str] = {}
+        for key, spec in per_slot.items():
+            slot = _int_key(key)
+            if slot is None or not 1 <= slot <= self.slots:
+                raise ParameterError(f"{who}: slot {key!r} not in 1..{self.slots}")
+            where = f"{who} slot {slot}"
+            spec = _mapping(spec, where)
+            unknown = set(spec) - {"rows", "columns"}
+            if unknown:
+                raise ParameterError(f"{where}: unknown key(s) {sorted(map(str, unknown))}")
+            for row, term in _mapping(spec.get("rows"), f"{where} rows").items():
+                letter = str(row).upper()
+                if len(letter) != 1 or letter not in ROWS:
+                    raise ParameterError(f"{where}: row {row!r} not one of {ROWS}")
+                if not isinstance(term, str) or not _TERMINAL.fullmatch(term):
+                    raise ParameterError(
+                        f"{where}: row {letter} -> {term!r} is not a terminal like 'smu/1'"
+                    )
+                rows[(slot, letter)] = term
+            for col, port in _mapping(spec.get("columns"), f"{where} columns").items():
+                number = _int_key(col)
+                if number is None or not 1 <= number <= COLUMNS:
+                    raise ParameterError(f"{where}: column {col!r} not in 1..{COLUMNS}")
+                columns[(slot, number)] = self._check_port(port, f"{where} column {number}")
+        return rows, columns
+
+    def _check_port(self, port: Any, where: str) -> str:
+        if not isinstance(port, str):
+            raise ParameterError(f"{where}: {port!r} is not 'device[.port]'")
+        device, _, name = port.partition(".")
+        slot = self.bench.slots.get(device)
+        if slot is None:
+            raise ParameterError(
+                f"{where}: unknown device {device!r}; devices: {', '.join(self.bench.slots)}"
+            )
+        if name and name not in PORTS[slot.kind]:
+            raise ParameterError(
+                f"{where}: {slot.kind} {device!r} has no port {name!r}; "
+                f"ports: {', '.join(PORTS[slot.kind])}"
+            )
+        return port
+
+    # -- switching ----------------------------------------------------------------------------
+    def _links(self, cp: Crosspoint) -> list[tuple[str, str]]:
+        term = self.rows.get((cp[0], cp[1]))
+        port = self.columns.get((cp[0], cp[2]))
+        return [(term, port)] if term is not None and port is not None else []
+
+    def _open(self, cps: Iterable[Crosspoint]) -> bool:
+        changed = [cp for cp in sorted(set(cps)) if cp in self.closed]
+        for cp in changed:
+            self.closed.discard(cp)
+            if self._links(cp):
+                self.bench.open_route(f"{self.name}:{_name(cp)}")
+        return bool(changed)
+
+    def _close(self, cps: Iterable[Crosspoint]) -> bool:
+        changed = [cp for cp in sorted(set(cps)) if cp not in self.closed]
+        for cp in changed:
+            self.closed.add(cp)
+            links = self._links(cp)
+            if links:
+                self.bench.close_route(f"{self.name}:{_name(cp)}", links)
+        return bool(changed)
+
+    def switch(
+        self,
+        opening: Iterable[Crosspoint],
+        closing: Iterable[Crosspoint],
+        rule: int = BREAK_BEFORE_MAKE,
+    ) -> None:
+        """Open then close (or the reverse for make-before-break); settle after each step."""
+        steps = [(self._open, opening), (self._close, closing)]
+        if rule == MAKE_BEFORE_BREAK:
+            steps.reverse()
+        moved = [action(cps) for action, cps in steps]
+        settles = sum(moved) if rule != RULE_OFF else int(any(moved))
+        self.bench.advance(settles * self.settle_s)
+
+    # -- TSP instrument hooks -----------------------------------------------------------------
+    def tsp_namespace(self) -> dict[str, Any]:
+        return {"channel": self.channel}
+
+    def reset(self) -> None:
+        """``reset()`` / ``*RST``: all crosspoints open, connect rule back to break-before-make."""
+        super().reset()
+        self.switch(opening=list(self.closed), closing=())
+        self.channel.connectrule = BREAK_BEFORE_MAKE
+
+    def delay(self, seconds: float) -> None:
+        self.bench.advance(seconds)
+
+
+def _seconds(value: Any) -> float | None:
+    """A time in [0, 1] s; numeric strings count (YAML reads ``3e-3`` as a string)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds <= 1 else None
+
+
+def _int_key(key: Any) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key)
+    return None
+
+
+def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{where}: must be a mapping")
+    return value
