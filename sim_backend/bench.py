@@ -1,0 +1,285 @@
+"""The simulated bench: one clock, the devices under test, and the wiring between them.
+
+Instrument models talk to devices only through this class: set a terminal's source level, drive
+a waveform on a terminal, measure a terminal. Time is simulated: it advances by what instruments
+do (pulse widths, apertures, delays, a per-command host latency), never by sleeping. Devices are
+brought up to the present lazily, when a terminal wired to them is touched.
+
+Wiring model: every device has ports (``top`` for two-terminal devices, ``in``/``out`` for the
+dendrite-soma unit, plus ``gate`` for a 1T1R synapse); each instrument terminal (``<name>/<ch>``)
+connects to ports directly or through switch-matrix crosspoints. A port's voltage is the sum of the
+levels of the sources connected to it whose output is on (an output that is off is open).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendrolab.errors import ParameterError
+from sim_backend.physics.presets import DeviceModels, load_models
+from sim_backend.physics.rng import device_keys
+from sim_backend.physics.waveform import Waveform
+
+PORTS = {"dendrite": ("top",), "soma": ("top",), "synapse": ("top", "gate"),
+         "unit": ("in", "out")}
+
+
+@dataclass
+class Reading:
+    """One measurement at a terminal: current into the device, the device voltage, a trip flag."""
+
+    i_a: float
+    v_v: float
+    tripped: bool
+    t_s: float
+
+
+@dataclass
+class _Slot:
+    name: str
+    kind: str
+    dut: Any
+    t_s: float = 0.0          # the device's own time: it has been brought up to here
+    v: float = 0.0            # voltage on its main port since t_s
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{where}: must be a mapping")
+    return value
+
+
+class Bench:
+    """Clock + devices + wiring. Thread-safe through ``lock`` (held by the VISA layer)."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *,
+                 base_dir: Path | None = None) -> None:
+        cfg = _mapping(config, "bench")
+        known = {"seed", "models", "noise", "host_latency_s", "wafer_id", "devices", "wiring"}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ParameterError(f"bench: unknown key(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(sorted(known))}")
+        self.lock = threading.RLock()
+        self.seed = _int(cfg.get("seed", 0), "bench.seed")
+        self.wafer_id = _int(cfg.get("wafer_id", 0), "bench.wafer_id")
+        self.host_latency_s = _float(cfg.get("host_latency_s", 0.0), "bench.host_latency_s")
+        models_src = cfg.get("models")
+        if isinstance(models_src, str) and base_dir is not None and models_src.endswith(
+                (".yaml", ".yml")):
+            models_src = str((base_dir / models_src).resolve())
+        models = load_models(models_src)
+        if not bool(cfg.get("noise", True)):
+            models = models.without_noise()
+        self.models: DeviceModels = models
+        self.now_s = 0.0
+        self.slots: dict[str, _Slot] = {}
+        for index, (name, spec) in enumerate(_mapping(cfg.get("devices"), "bench.devices")
+                                             .items()):
+            self.slots[str(name)] = self._make_slot(str(name), spec, index)
+        # terminal -> [(slot name, port)] fixed wiring; matrix crosspoints add to it.
+        self.wires: dict[str, list[tuple[str, str]]] = {}
+        for term, target in _mapping(cfg.get("wiring"), "bench.wiring").items():
+            targets = target if isinstance(target, list) else [target]
+            for t in targets:
+                self.wires.setdefault(str(term), []).append(self._port(str(t), f"wiring {term}"))
+        self.levels: dict[str, float] = {}     # terminal -> level of a source whose output is on
+        self.routes: dict[str, list[tuple[str, str]]] = {}   # closed crosspoint id -> links
+        self._rebuild()
+
+    # ------------------------------------------------------------------ construction
+    def _make_slot(self, name: str, spec: object, index: int) -> _Slot:
+        spec = _mapping(spec, f"bench.devices.{name}")
+        kind = spec.get("kind")
+        if kind not in PORTS:
+            raise ParameterError(
+                f"bench.devices.{name}.kind = {kind!r}: must be one of {', '.join(PORTS)}")
+        die = _int(spec.get("die", 0), f"bench.devices.{name}.die")
+        dev = _int(spec.get("device", index), f"bench.devices.{name}.device")
+        keys = device_keys(self.seed, self.wafer_id, die, dev)
+        from sim_backend import duts
+
+        return _Slot(name, kind, duts.make(kind, self.models, keys))
+
+    def _port(self, text: str, where: str) -> tuple[str, str]:
+        name, _, port = text.partition(".")
+        slot = self.slots.get(name)
+        if slot is None:
+            raise ParameterError(f"{where}: unknown device {name!r}; devices: "
+                                 f"{', '.join(self.slots) or 'none'}")
+        port = port or PORTS[slot.kind][0]
+        if port not in PORTS[slot.kind]:
+            raise ParameterError(f"{where}: {slot.kind} {name!r} has no port {port!r}; "
+                                 f"ports: {', '.join(PORTS[slot.kind])}")
+        return name, port
+
+    def _rebuild(self) -> None:
+        """Recompute terminal -> ports and port -> terminals after the wiring or a route changed."""
+        links: dict[str, list[tuple[str, str]]] = {t: list(v) for t, v in self.wires.items()}
+        for pairs in self.routes.values():
+            for term, target in pairs:
+                links.setdefault(term, []).append(target)
+        self._links = links
+        feeds: dict[tuple[str, str], list[str]] = {}
+        for term, targets in links.items():
+            for target in targets:
+                feeds.setdefault(target, []).append(term)
+        self._feeds = feeds
+
+    # ------------------------------------------------------------------ time
+    def advance(self, dt_s: float) -> None:
+        """Let simulated time pass (devices catch up lazily)."""
+        if dt_s > 0:
+            self.now_s += dt_s
+
+    def _sync(self, slot: _Slot) -> None:
+        dt = self.now_s - slot.t_s
+        if dt > 0:
+            slot.dut.hold(slot.v, dt)
+            slot.t_s = self.now_s
+
+    def _port_voltage(self, name: str, port: str) -> float:
+        levels = self.levels
+        return sum(levels.get(t, 0.0) for t in self._feeds.get((name, port), ()))
+
+    def _refresh(self, slot: _Slot) -> None:
+        main = PORTS[slot.kind][0]
+        slot.v = self._port_voltage(slot.name, main)
+        if slot.kind == "synapse":
+            slot.dut.gate_v = self._port_voltage(slot.name, "gate")
+
+    # ------------------------------------------------------------------ sources
+    def source(self, terminal: str, level_v: float | None) -> None:
+        """Set a terminal's output: a level in volts, or None for output off (open)."""
+        targets = self._links.get(terminal, ())
+        for name, _port in targets:
+            self._sync(self.slots[name])
+        if level_v is None:
+            self.levels.pop(terminal, None)
+        else:
+            self.levels[terminal] = float(level_v)
+        for name, _port in targets:
+            self._refresh(self.slots[name])
+
+    def drive(self, terminal: str, wave: Waveform) -> None:
+        """Apply a waveform on a terminal from now on; the clock advances by its duration.
+
+        The other sources on the same ports keep their levels and add to the waveform. While it
+        runs, the terminal's own held level is replaced by the waveform; afterwards it is back.
+        """
+        own = self.levels.get(terminal, 0.0)
+        for name, port in self._links.get(terminal, ()):
+            slot = self.slots[name]
+            self._sync(slot)
+            if port == PORTS[slot.kind][0]:
+                offset = self._port_voltage(name, port) - own
+                slot.dut.drive(Waveform(wave.v + offset, wave.dt))
+            slot.t_s = self.now_s + float(wave.duration_s)
+        self.advance(float(wave.duration_s))
+
+    # ------------------------------------------------------------------ measurement
+    def measure(self, terminal: str, aperture_s: float = 0.0,
+                limit_a: float | None = None) -> Reading:
+        """Measure the current a terminal sources into its devices over an aperture.
+
+        The state evolves over the aperture and the current is taken at its midpoint (the
+        average to second order); at a unit's ``out`` port it is the aperture average of the
+        soma current (charge / aperture), as an integrating ADC sees a spike train. With
+        ``limit_a`` the source clamps like an SMU in compliance: the current is held at the
+        limit, the device voltage drops to where it conducts it, and ``tripped`` is set. The
+        clamp holds until the source level changes or the next measurement re-evaluates it.
+        """
+        aperture = max(aperture_s, 0.0)
+        targets = self._links.get(terminal, ())
+        if not targets:
+            self.advance(aperture)
+            return Reading(0.0, self.levels.get(terminal, 0.0), False, self.now_s)
+        slots = [(self.slots[name], port) for name, port in targets]
+        charge0 = []
+        for slot, port in slots:
+            self._sync(slot)
+            if port == "out":
+                charge0.append(slot.dut.charge_c)
+        self.advance(aperture / 2)
+        total_i, v_dev, tripped = 0.0, self.levels.get(terminal, 0.0), False
+        for slot, port in slots:
+            self._sync(slot)
+            if port != PORTS[slot.kind][0]:
+                continue
+            dut = slot.dut
+            if limit_a is not None:
+                dut.limit_a = limit_a
+            self._refresh(slot)      # re-evaluate any clamp from the programmed level
+            v = slot.v
+            i = dut.read(v)
+            if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
+                i = limit_a if i > 0 else -limit_a
+                v = dut.voltage_at(i)
+                slot.v = v       # the clamped voltage is what the device sees
+                tripped = True
+            total_i += i
+            v_dev = v
+        self.advance(aperture / 2)
+        out = iter(charge0)
+        for slot, port in slots:
+            self._sync(slot)
+            if port == "out":
+                q0 = next(out)
+                i_out = ((slot.dut.charge_c - q0) / aperture if aperture > 0
+                         else slot.dut.read_out())
+                total_i -= i_out
+        return Reading(total_i, v_dev, tripped, self.now_s)
+
+    # ------------------------------------------------------------------ switch matrix
+    def close_route(self, crosspoint: str, links: list[tuple[str, str]]) -> None:
+        """Close a matrix crosspoint joining terminals to device ports (``links`` of it)."""
+        self._touch_links(links)
+        self.routes[crosspoint] = [(t, self._port(p, f"route {crosspoint}")) for t, p in links]
+        self._after_route(links)
+
+    def open_route(self, crosspoint: str) -> None:
+        links = self.routes.get(crosspoint)
+        if links is None:
+            return
+        self._touch_links([(t, f"{n}.{p}") for t, (n, p) in links])
+        del self.routes[crosspoint]
+        self._after_route([(t, f"{n}.{p}") for t, (n, p) in links])
+
+    def _touch_links(self, links: list[tuple[str, str]]) -> None:
+        for _term, target in links:
+            self._sync(self.slots[self._port(target, "route")[0]])
+
+    def _after_route(self, links: list[tuple[str, str]]) -> None:
+        self._rebuild()
+        for _term, target in links:
+            self._refresh(self.slots[self._port(target, "route")[0]])
+
+    # ------------------------------------------------------------------ inspection
+    def device(self, name: str) -> Any:
+        """The DUT object of a named device, brought up to the present (for tests and demos)."""
+        slot = self.slots[name]
+        self._sync(slot)
+        return slot.dut
+
+    def terminals(self) -> list[str]:
+        return sorted(self._links)
+
+
+def _int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{where} = {value!r}: must be an integer")
+    return int(value)
+
+
+def _float(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ParameterError(f"{where} = {value!r}: must be a number >= 0")
+    return float(value)

@@ -1,0 +1,291 @@
+"""Devices under test as the bench sees them: two-terminal elements driven by held voltages.
+
+Each DUT wraps a one-device physics batch and keeps its state there, so its physics, variation
+and noise streams are exactly those of ``sim_backend.physics``. The dendrite adds a scalar fast
+path (plain floats, same equations, same keyed draws fetched in blocks) because a simulated
+set-V/read-I pair must cost microseconds, and numpy on one element costs tens of them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sim_backend.physics import rng
+from sim_backend.physics.dendrite import (
+    ARG_MAX,
+    BDT_MAX,
+    C2C_STREAM,
+    READ_STREAM,
+    SINH_MAX,
+    DendriteArray,
+)
+from sim_backend.physics.presets import DeviceModels
+from sim_backend.physics.soma import READ_STREAM as SOMA_READ_STREAM
+from sim_backend.physics.soma import SomaArray, iv_sweep
+from sim_backend.physics.synapse import SynapseArray
+from sim_backend.physics.unit import DendriteSomaUnit
+from sim_backend.physics.waveform import Waveform
+
+_BLOCK = 256
+#: Compliance used for state logic when no SMU limit has been applied yet (A).
+_NO_LIMIT = 1.0
+
+
+class _DrawBlock:
+    """Keyed draws for one device, fetched ``_BLOCK`` events at a time (values are per event)."""
+
+    def __init__(self, keys: np.ndarray, stream: str, sigma: float, lognormal: bool) -> None:
+        self.keys, self.stream, self.sigma, self.lognormal = keys, stream, sigma, lognormal
+        self.start = -2 * _BLOCK
+        self.values: list[float] = []
+
+    def __call__(self, event: int) -> float:
+        if not self.start <= event < self.start + _BLOCK:
+            self.start = event - event % _BLOCK
+            ev = np.arange(self.start, self.start + _BLOCK)
+            z = (rng.lognormal(self.keys, self.stream, self.sigma, ev) if self.lognormal
+                 else rng.normal(self.keys, self.stream, ev))
+            self.values = z.tolist()
+        return self.values[event - self.start]
+
+
+class DendriteDut:
+    """One volatile dendrite; ``hold`` and ``read`` run on floats, ``drive`` on the batch engine."""
+
+    kind = "dendrite"
+    limit_a: float | None = None
+
+    def __init__(self, array: DendriteArray) -> None:
+        if array.n != 1:
+            raise ValueError("a DUT wraps exactly one device")
+        self.array = array
+        p = {k: float(a[0]) for k, a in array.p.items()}
+        self.g_off, self.rho, self.v0 = p["g_off_s"], p["rho"], p["v0_v"]
+        self.kappa = p["kappa_rect"]
+        self.inv_vp, self.inv_vm = 1.0 / p["v_plus_v"], 1.0 / p["v_minus_v"]
+        self.kp, self.km, self.inv_tau = p["k_plus_per_s"], p["k_minus_per_s"], 1.0 / p["tau_r_s"]
+        self.exponential = array.params.mapping == "exponential"
+        self.read_sigma = array.params.read_noise_rel
+        # Facilitation and OU state noise are not linear in w: those use the batch engine.
+        self.scalar = array._exact_only
+        self.reads = 0
+        self._c2c = _DrawBlock(array.keys, C2C_STREAM, array.params.c2c_sigma_ln, True)
+        self._read = _DrawBlock(array.keys, READ_STREAM, 1.0, False)
+
+    # --------------------------------------------------------------- state
+    @property
+    def w(self) -> float:
+        return float(self.array.w[0])
+
+    def conductance(self, w: float) -> float:
+        if self.exponential:
+            return self.g_off * self.rho ** w
+        return self.g_off * (1.0 + (self.rho - 1.0) * w)
+
+    def hold(self, v: float, dt: float) -> None:
+        """Advance the state with ``v`` held for ``dt`` seconds (exact)."""
+        if not dt > 0:
+            return
+        a = self.array
+        if not self.scalar:
+            a.step(v, dt)
+            return
+        sign = (v > 0) - (v < 0)
+        pol = int(a._polarity[0])
+        if sign != pol:
+            if sign != 0:
+                self._start_pulse()
+            a._polarity[0] = sign
+            a._pol_all = sign
+        w = float(a.w[0])
+        if sign == 0:
+            w *= math.exp(-min(dt * self.inv_tau, BDT_MAX))
+        else:
+            if sign > 0:
+                r_p = float(a._kp_eff[0]) * math.expm1(min(v * self.inv_vp, ARG_MAX))
+                r_m = 0.0
+            else:
+                r_p = 0.0
+                r_m = float(a._km_eff[0]) * math.expm1(min(-v * self.inv_vm, ARG_MAX))
+            b = r_p + r_m + self.inv_tau
+            em = math.expm1(-min(b * dt, BDT_MAX))
+            w = min(max(w + w * em - (r_p / b) * em, 0.0), 1.0)
+        a.w[0] = w
+
+    def _start_pulse(self) -> None:
+        a = self.array
+        event = int(a.events[0])
+        if a._c2c_on:
+            f = self._c2c(event)
+            a._kp_eff[0] = a._kp[0] * f
+            a._km_eff[0] = a._km[0] * f
+        a.events[0] = event + 1
+
+    def drive(self, wave: Waveform) -> None:
+        """Apply a whole PWC waveform (pulse trains): the batch engine, one call."""
+        self.array.run(wave)
+
+    def current(self, v: float) -> float:
+        """Noise-free current (A) at ``v`` in the present state."""
+        x = max(-SINH_MAX, min(SINH_MAX, v / self.v0))
+        i = self.conductance(self.w) * self.v0 * math.sinh(x)
+        return self.kappa * i if v < 0 else i
+
+    def read(self, v: float) -> float:
+        """Current as a measurement sees it: with this device's next keyed read-noise draw."""
+        i = self.current(v)
+        if self.read_sigma:
+            i *= 1.0 + self.read_sigma * self._read(self.reads)
+            self.reads += 1
+        return i
+
+    def voltage_at(self, i: float) -> float:
+        """The voltage at which the present state conducts ``i`` (for compliance clamping)."""
+        g = self.conductance(self.w) * self.v0
+        if i < 0:
+            g *= self.kappa
+        return self.v0 * math.asinh(i / g)
+
+
+class SynapseDut:
+    """One 1T1R cell: bitline voltage on ``top``, gate voltage on ``gate`` (held by the bench)."""
+
+    kind = "synapse"
+    limit_a: float | None = None
+
+    def __init__(self, array: SynapseArray) -> None:
+        self.array = array
+        self.gate_v = 0.0
+
+    def hold(self, v: float, dt: float) -> None:
+        """A held bitline voltage acts as one pulse of that width; 0 V only ages the cell."""
+        if dt > 0:
+            self.array.pulse(v, dt, self.gate_v)
+
+    def drive(self, wave: Waveform) -> None:
+        self.array.run(wave, self.gate_v)
+
+    def current(self, v: float) -> float:
+        a = self.array
+        g = float(a.g_s[0])
+        return g * v * (1.0 + float(a.p["eps_nl"][0]) * v * v)
+
+    def read(self, v: float) -> float:
+        # A gate that is off blocks the access transistor: no current through the cell.
+        if self.gate_v <= 0:
+            return 0.0
+        return float(self.array.read(v)[0])
+
+    def voltage_at(self, i: float) -> float:
+        return _invert(self.current, i)
+
+
+def _invert(current: Any, i: float, v_max: float = 40.0) -> float:
+    """Voltage where a monotonic I-V reaches ``i`` (bisection; for compliance clamping)."""
+    lo, hi = (0.0, v_max) if i >= 0 else (-v_max, 0.0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if current(mid) < i:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+class SomaDut:
+    """One NbOx threshold switch sourced straight across by an SMU (quasi-static, hysteretic).
+
+    With no series element the node follows the source, so the state only changes when the
+    source crosses V_th (fire) or V_hold (release); a compliance below the holding current pins
+    the ON state at the hold point, as in ``iv_sweep``.
+    """
+
+    kind = "soma"
+
+    def __init__(self, array: SomaArray) -> None:
+        self.array = array
+        self.limit_a = _NO_LIMIT
+        self.reads = 0
+
+    def hold(self, v: float, dt: float) -> None:
+        iv_sweep(self.array, np.array([v]), self.limit_a)
+
+    def drive(self, wave: Waveform) -> None:
+        iv_sweep(self.array, wave.v[wave.dt > 0] if wave.v.ndim == 1 else wave.v[0],
+                 self.limit_a)
+
+    def read(self, v: float) -> float:
+        _, i = iv_sweep(self.array, np.array([v]), self.limit_a)
+        i = float(i[0, 0])
+        sigma = self.array.params.read_noise_rel
+        if sigma:
+            i *= 1.0 + sigma * float(rng.normal(self.array.keys, SOMA_READ_STREAM, self.reads)[0])
+            self.reads += 1
+        return i
+
+    def voltage_at(self, i: float) -> float:
+        a = self.array
+        r = float(a.p["r_on_ohm"][0] if a.on[0] else a.p["r_off_ohm"][0])
+        return i * r
+
+
+class UnitDut:
+    """A dendrite-soma unit: input port ``in`` (through the dendrite), output ``out`` (soma).
+
+    Measuring ``out`` gives the soma-branch current averaged over the aperture from the charge
+    that flowed, as an integrating SMU sees a spike train; spikes are also logged with times.
+    """
+
+    kind = "unit"
+    limit_a: float | None = None
+
+    def __init__(self, unit: DendriteSomaUnit) -> None:
+        self.unit = unit
+        self.t_s = 0.0
+        self.charge_c = 0.0
+        self.spike_times: list[float] = []
+        self.reads = 0
+
+    def _run(self, wave: Waveform) -> None:
+        rec = self.unit.run(wave)
+        self.charge_c += float(rec.charge_c.sum())
+        if rec.time_s.size:
+            self.spike_times.extend((self.t_s + rec.time_s).tolist())
+        self.t_s += float(wave.duration_s)
+
+    def hold(self, v: float, dt: float) -> None:
+        if dt > 0:
+            self._run(Waveform(np.array([v]), np.array([dt])))
+
+    def drive(self, wave: Waveform) -> None:
+        self._run(wave)
+
+    def current(self, v: float) -> float:
+        return float(self.unit.input_current(v)[0])
+
+    def read(self, v: float) -> float:
+        return self.current(v)
+
+    def voltage_at(self, i: float) -> float:
+        return _invert(self.current, i)
+
+    def read_out(self) -> float:
+        """Instantaneous soma-branch current (A)."""
+        return float(self.unit.soma_current()[0])
+
+
+def make(kind: str, models: DeviceModels, keys: np.ndarray) -> Any:
+    """A DUT of ``kind`` for one device keyed by ``keys`` (shape (1,))."""
+    if kind == "dendrite":
+        return DendriteDut(DendriteArray(models.dendrite, keys=keys))
+    if kind == "synapse":
+        return SynapseDut(SynapseArray(models.synapse, keys=keys))
+    if kind == "soma":
+        return SomaDut(SomaArray(models.soma, keys=keys))
+    if kind == "unit":
+        return UnitDut(DendriteSomaUnit(DendriteArray(models.dendrite, keys=keys),
+                                        SomaArray(models.soma, keys=keys), models.circuit))
+    raise ValueError(f"no DUT for kind {kind!r}")

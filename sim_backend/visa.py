@@ -1,0 +1,198 @@
+"""The ``@dendrosim`` pyvisa library: pyvisa-sim for the static part, our models for the rest.
+
+pyvisa-sim parses the bench YAML (addresses, terminations, ``*IDN?`` dialogues), so the same file
+loads under plain ``@sim``. Resources whose YAML entry names a ``model`` get a per-session proxy
+in place of the pyvisa-sim device: the proxy feeds whole program messages to the simulated
+instrument and hands replies back in chunks (pyvisa-sim reads byte by byte and waits the whole
+timeout on an empty buffer; we answer at once). The model and the bench are shared by all
+sessions of one library; output buffers are per session, as on a real connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyvisa import constants, errors, rname
+from pyvisa_sim import parser
+from pyvisa_sim.highlevel import SimVisaLibrary
+
+from dendrolab.errors import ParameterError
+from sim_backend.bench import Bench
+from sim_backend.instruments import model_class
+
+_SUCCESS = constants.StatusCode.success
+_MORE = constants.StatusCode.success_max_count_read
+_RESOURCE_KEYS = {"device", "model", "name", "options"}
+
+
+def default_bench_path() -> Path:
+    """The packaged bench used by ``ResourceManager("@dendrosim")`` with no file."""
+    return Path(str(resources.files("sim_backend") / "benches" / "default.yaml"))
+
+
+def _block_incomplete(buf: bytes) -> bool:
+    """True while ``buf`` ends inside an IEEE 488.2 definite-length block (it may hold LF)."""
+    i, n, quote = 0, len(buf), 0
+    while i < n:
+        c = buf[i]
+        if quote:
+            if c == quote:
+                quote = 0
+        elif c in (0x22, 0x27):
+            quote = c
+        elif c == 0x23 and i + 1 < n and 0x31 <= buf[i + 1] <= 0x39:   # '#1'..'#9'
+            digits = buf[i + 1] - 0x30
+            head = buf[i + 2:i + 2 + digits]
+            if len(head) < digits:
+                return True
+            try:
+                length = int(head)
+            except ValueError:
+                return False
+            i += 2 + digits + length
+            if i > n:
+                return True
+            continue
+        i += 1
+    return False
+
+
+class ModelDevice:
+    """Stands in for a pyvisa-sim device on one session: a real message-based connection."""
+
+    def __init__(self, model: Any, bench: Bench, query_eom: bytes, tsp: bool) -> None:
+        self.model = model
+        self.bench = bench
+        self.eom = query_eom or b"\n"
+        self.tsp = tsp
+        self._in = bytearray()
+        self._out: deque[bytes] = deque()
+
+    def write(self, data: bytes) -> None:
+        self._in += data
+        if not self._in.endswith(self.eom):
+            return
+        message = bytes(self._in)
+        if not self.tsp and b"#" in message and _block_incomplete(message):
+            return
+        self._in.clear()
+        bench = self.bench
+        with bench.lock:
+            bench.advance(bench.host_latency_s)
+            reply = self.model.handle(message[:-len(self.eom)])
+        if reply:
+            self._out.append(reply)
+
+    def read_chunk(self, count: int) -> tuple[bytes, bool]:
+        """Up to ``count`` bytes of the oldest reply; True when that reply is finished."""
+        head = self._out[0]
+        if len(head) <= count:
+            self._out.popleft()
+            return head, True
+        self._out[0] = head[count:]
+        return head[:count], False
+
+    def read(self) -> tuple[bytes, bool]:
+        """pyvisa-sim's one-byte protocol, for code that calls the device directly."""
+        if not self._out:
+            return b"", False
+        chunk, end = self.read_chunk(1)
+        return chunk, end
+
+
+class DendroSimVisaLibrary(SimVisaLibrary):
+    """pyvisa library ``@dendrosim``: a bench YAML path, or the packaged default bench."""
+
+    @staticmethod
+    def get_debug_info() -> dict[str, str]:
+        from dendrolab import __version__
+
+        return {"Version": __version__, "Based on": "pyvisa-sim"}
+
+    def _init(self) -> None:
+        path = (default_bench_path() if str(self.library_path) in ("", "unset")
+                else Path(str(self.library_path)))
+        if not path.is_file():
+            raise ParameterError(f"{path}: no such bench file")
+        self.bench_path = path
+        self.sessions = {}
+        try:
+            self.devices = parser.get_devices(path, False)
+        except Exception as exc:
+            raise ParameterError(f"{path}: not a valid pyvisa-sim bench file: {exc}") from None
+        self._load_models(path)
+
+    def _load_models(self, path: Path) -> None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"{path}: not valid YAML: {exc}") from None
+        self.bench = Bench(raw.get("bench"), base_dir=path.parent)
+        self.models: dict[str, tuple[Any, bool]] = {}
+        for address, entry in (raw.get("resources") or {}).items():
+            if not isinstance(entry, dict) or "model" not in entry:
+                continue
+            unknown = set(entry) - _RESOURCE_KEYS
+            if unknown:
+                raise ParameterError(f"{path}: resource {address}: unknown key(s) "
+                                     f"{', '.join(sorted(unknown))}")
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise ParameterError(f"{path}: resource {address}: a model needs a 'name' "
+                                     "(the terminal prefix used in the wiring)")
+            canonical = rname.to_canonical_name(address)
+            options = dict(entry.get("options") or {})
+            static = self.devices[canonical]
+            if "idn" not in options:
+                idn = static._match(b"*IDN?")
+                if isinstance(idn, bytes):
+                    options["idn"] = idn.decode()
+            cls = model_class(str(entry["model"]))
+            self.models[canonical] = (cls(self.bench, name, options), not static.delimiter)
+
+    def reset(self) -> None:
+        """A fresh bench and fresh instruments; open sessions are re-bound to them."""
+        sessions = self.sessions
+        self._init()
+        self.sessions = sessions
+        for sess in sessions.values():
+            dev = getattr(sess, "device", None)
+            if isinstance(dev, ModelDevice):
+                name = sess.attrs[constants.ResourceAttribute.resource_name]
+                dev.model, dev.tsp = self.models[name]
+                dev.bench = self.bench
+                dev._out.clear()
+                dev._in.clear()
+
+    def open(self, session, resource_name, access_mode=constants.AccessModes.no_lock,
+             open_timeout=constants.VI_TMO_IMMEDIATE):
+        sid, status = super().open(session, resource_name, access_mode, open_timeout)
+        if status == _SUCCESS:
+            sess = self.sessions[sid]
+            name = sess.attrs[constants.ResourceAttribute.resource_name]
+            if name in self.models:
+                model, tsp = self.models[name]
+                sess.device = ModelDevice(model, self.bench, sess.device._query_eom, tsp)
+        return sid, status
+
+    def write(self, session, data):
+        sess = self.sessions.get(session)
+        dev = getattr(sess, "device", None)
+        if isinstance(dev, ModelDevice):
+            dev.write(bytes(data))
+            return len(data), _SUCCESS
+        return super().write(session, data)
+
+    def read(self, session, count):
+        sess = self.sessions.get(session)
+        dev = getattr(sess, "device", None)
+        if isinstance(dev, ModelDevice):
+            if not dev._out:
+                raise errors.VisaIOError(constants.VI_ERROR_TMO)
+            chunk, end = dev.read_chunk(count)
+            return chunk, (_SUCCESS if end else _MORE)
+        return super().read(session, count)

@@ -1,0 +1,367 @@
+"""Simulated Keithley 2450 (SCPI): command forms third-party drivers send, errors, buffers,
+sweeps in simulated time, compliance, and our own Smu driver end to end on a dendrite."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+
+from dendrolab.errors import ParameterError
+from instruments.factory import connect
+from instruments.smu import Smu
+from sim_backend.instruments import model_class
+from sim_backend.instruments.k2450 import Keithley2450Sim
+from sim_backend.physics.waveform import pulse_train
+
+NR3 = re.compile(r"-?\d\.\d{6}E[+-]\d{2}")
+APERTURE_1PLC = 1 / 50  # default line frequency 50 Hz
+AUTO_DELAY = 50e-6
+
+
+@pytest.fixture
+def k(dendrite_bench):
+    return Keithley2450Sim(dendrite_bench, "smu")
+
+
+def ask(model, text: str) -> str | None:
+    reply = model.handle(text)
+    return None if reply is None else reply.decode("latin-1").rstrip("\n")
+
+
+def errors(model) -> list[str]:
+    out = []
+    while True:
+        e = ask(model, ":SYST:ERR?")
+        if e == '0,"No error"':
+            return out
+        out.append(e)
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+# --- identity and options -------------------------------------------------------------------
+
+
+def test_registered_and_identity(k):
+    assert model_class("keithley2450") is Keithley2450Sim
+    assert ask(k, "*IDN?") == "KEITHLEY INSTRUMENTS,MODEL 2450,04488850,1.7.3c"
+    assert ask(k, "*LANG?") == "SCPI"
+    assert ask(k, "*LANG TSP;*LANG?") == "SCPI"  # a new language needs a power cycle
+    assert ask(k, ":SYSTem:LFRequency?") == "50"
+
+
+def test_options(dendrite_bench):
+    k = Keithley2450Sim(dendrite_bench, "smu", {"serial": "12345678", "line_frequency_hz": 60})
+    assert ask(k, "*IDN?") == "KEITHLEY INSTRUMENTS,MODEL 2450,12345678,1.7.3c"
+    assert ask(k, ":SYST:LFR?") == "60"
+    with pytest.raises(ParameterError, match="unknown option"):
+        Keithley2450Sim(dendrite_bench, "smu", {"chanels": 2})
+    with pytest.raises(ParameterError, match="line_frequency_hz"):
+        Keithley2450Sim(dendrite_bench, "smu", {"line_frequency_hz": 55})
+
+
+# --- spot readings --------------------------------------------------------------------------
+
+
+def test_read_at_0v2_costs_delay_plus_nplc_and_matches_the_device(k, dendrite_bench):
+    assert ask(k, ":SOUR:VOLT:ILIM 1e-3;:OUTP ON") is None
+    reply = ask(k, ":SOUR:VOLT 0.2;:READ?")
+    assert NR3.fullmatch(reply)
+    assert dendrite_bench.now_s == pytest.approx(AUTO_DELAY + APERTURE_1PLC)
+    assert float(reply) == pytest.approx(dendrite_bench.device("d1").current(0.2), rel=1e-4)
+    # the next reading at the same level: no new source delay, one more aperture
+    text = ask(k, ':READ? "defbuffer1",READ,SOUR,REL')
+    _i, v, rel = floats(text)
+    assert (v, rel) == (0.2, pytest.approx(APERTURE_1PLC))
+    assert text.split(",")[1] == "2.000000E-01"
+    assert dendrite_bench.now_s == pytest.approx(AUTO_DELAY + 2 * APERTURE_1PLC)
+    assert ask(k, ":TRAC:ACT?") == "2"
+
+
+def test_pymeasure_short_forms_and_reset(k, dendrite_bench):
+    ask(k, ":SOUR:FUNC VOLT;:SOUR:VOLT:RANG:AUTO 1;:SOUR:VOLT:ILIM 0.001")
+    ask(k, ":SENS:FUNC 'CURR';:SENS:CURR:RANG:AUTO 0;:SENS:CURR:RANG 1e-06")
+    ask(k, ":SENS:CURR:NPLC 0.1;:SOUR:VOLT:LEV 0.5")
+    ask(k, "OUTPUT ON")
+    assert ask(k, ":SENS:CURR:RANG?;:SENS:CURR:NPLC?;:OUTP?") == "1.000000E-06;1.000000E-01;1"
+    assert dendrite_bench.levels["smu/1"] == 0.5
+    assert NR3.fullmatch(ask(k, ":READ?"))
+    assert ask(k, "*RST;:stat:pres;:*CLS;") is None
+    assert "smu/1" not in dendrite_bench.levels
+    assert ask(k, ":OUTP?;:SOUR:VOLT?;:SOUR:VOLT:ILIM?") == "0;0.000000E+00;1.050000E-04"
+    assert ask(k, ":SENS:FUNC?;:SENS:CURR:RANG:AUTO?;:TRAC:ACT?") == '"CURR:DC";1;0'
+    assert errors(k) == []
+
+
+def test_qcodes_long_forms(k, dendrite_bench):
+    cmds = [
+        ":SOUR:FUNC VOLT",
+        ':SENS:FUNC "CURR:DC"',
+        "SOUR:voltage:ILIM 0.01",
+        ":SENSe:current:NPLCycles 0.5",
+        ":SENSe:current:RSENse 1",
+        "ROUTe:TERMinals front",
+        "SOUR:voltage 0.2",
+        ":OUTP 1",
+    ]
+    for c in cmds:
+        assert ask(k, c) is None
+    assert ask(k, ":SENSe:current:RSENse?") == "1"
+    assert ask(k, "ROUTe:TERMinals?") == "FRON"
+    assert float(ask(k, ":MEASure? 'defbuffer1'")) > 0
+    assert ask(k, ":SOUR:voltage:ILIM:TRIPped?") == "0"
+    assert ask(k, ":TRACe:MAKE 'mybuf', 100, ") is None
+    assert ask(k, ":TRACe:POINts? 'mybuf'") == "100"
+    assert ask(k, ":SOURce:voltage:DELay:USER2 0.5;:SOURce:voltage:DELay:USER2?") == (
+        "5.000000E-01"
+    )
+    assert errors(k) == []
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+def test_qcodes_linear_sweep_with_all_nine_arguments(k, dendrite_bench):
+    ask(k, ":SENSe:current:NPLCycles 0.1;:SOURce:voltage:ILIM 0.001")
+    t0 = dendrite_bench.now_s
+    ask(k, ":SOURce:SWEep:voltage:LINear 0,1,11,0.001,1,AUTO,OFF,OFF,'defbuffer1'")
+    assert dendrite_bench.now_s == t0  # configuring does not run it
+    assert ask(k, ":INITiate;*WAI;*OPC?") == "1"
+    per_point = 0.001 + 0.1 / 50
+    assert dendrite_bench.now_s - t0 == pytest.approx(11 * per_point)
+    assert ask(k, ":TRACe:ACTual? 'defbuffer1'") == "11"
+    data = floats(ask(k, ":TRACe:DATA? 1, 11, 'defbuffer1', SOUR, READ, REL"))
+    table = np.array(data).reshape(11, 3)
+    np.testing.assert_allclose(table[:, 0], np.linspace(0, 1, 11), atol=1e-9)
+    np.testing.assert_allclose(table[:, 2], np.arange(11) * per_point, rtol=1e-5, atol=1e-9)
+    assert np.all(np.diff(table[1:, 1]) > 0)  # current grows with voltage
+    assert ask(k, ":OUTP?") == "0"  # the sweep model ends with the output off
+    assert "smu/1" not in dendrite_bench.levels
+
+
+def test_dual_sweep_count_and_auto_delay(k, dendrite_bench):
+    ask(k, ":SENS:CURR:NPLC 0.01")
+    ask(k, ':SOUR:SWE:VOLT:LIN 0,0.5,3,-1,2,BEST,OFF,ON,"defbuffer1"')
+    t0 = dendrite_bench.now_s
+    ask(k, ":INIT")
+    assert ask(k, ":TRAC:ACT?") == "12"  # (3 up + 3 down) x count 2
+    assert dendrite_bench.now_s - t0 == pytest.approx(12 * (AUTO_DELAY + 0.01 / 50))
+    src = floats(ask(k, ':TRAC:DATA? 1,6,"defbuffer1",SOUR'))
+    assert src == [0.0, 0.25, 0.5, 0.5, 0.25, 0.0]
+
+
+def test_manual_list_sweep_example(k, dendrite_bench):
+    for c in [
+        'SENS:FUNC "CURR"',
+        "SENS:CURR:RANG:AUTO ON",
+        "SENS:CURR:RSEN OFF",
+        "SOUR:FUNC VOLT",
+        "SOUR:VOLT:RANG 20",
+        "SOUR:VOLT:ILIM 1",
+        "SOUR:LIST:VOLT 1, 5, 1, 5, 1, 5",
+        "SOUR:SWE:VOLT:LIST 1, 0.2",
+    ]:
+        assert ask(k, c) is None, c
+    assert ask(k, "SOUR:LIST:VOLT:POIN?") == "6"
+    t0 = dendrite_bench.now_s
+    ask(k, "INIT")
+    ask(k, "*WAI")
+    assert dendrite_bench.now_s - t0 == pytest.approx(6 * (0.2 + APERTURE_1PLC))
+    data = np.array(floats(ask(k, 'TRAC:DATA? 1, 6, "defbuffer1", SOUR, READ'))).reshape(6, 2)
+    np.testing.assert_allclose(data[:, 0], [1, 5, 1, 5, 1, 5])
+    assert np.all(data[1::2, 1] > data[::2, 1])
+    assert errors(k) == []
+
+
+def test_list_append_start_index_and_limits(k):
+    ask(k, ":SOUR:LIST:VOLT 0.1,0.2;:SOUR:LIST:VOLT:APP 0.3")
+    assert ask(k, ":SOUR:LIST:VOLT?") == "1.000000E-01,2.000000E-01,3.000000E-01"
+    ask(k, ":SOUR:SWE:VOLT:LIST 2,0;:INIT")
+    assert floats(ask(k, ':TRAC:DATA? 1,2,"defbuffer1",SOUR')) == [0.2, 0.3]
+    assert ask(k, ":SOUR:LIST:VOLT " + ",".join(["0"] * 101)) is None
+    assert errors(k) == ['-223,"Too much data"']
+    assert ask(k, ":SOUR:LIST:VOLT:POIN?") == "3"
+    ask(k, ":SOUR:SWE:CURR:LIST 1")  # the sweep's function must be the source function
+    assert errors(k) == ['-221,"Settings conflict"']
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_errors_are_queued_not_applied_and_stop_the_message(k):
+    assert ask(k, ":SOUR:VOLT 300") is None
+    assert ask(k, ":SOUR:VOLT?") == "0.000000E+00"
+    assert ask(k, ":SENS:CURR:NPLC 20;:SENS:CURR:NPLC 2") is None  # rest of message skipped
+    assert ask(k, ":SENS:CURR:NPLC?") == "1.000000E+00"
+    assert ask(k, ":BOGus:HEADer 1") is None
+    assert ask(k, ":SOUR:VOLT") is None
+    assert ask(k, ":TRAC:DATA? 1,5") is None  # a failing query gives no reply
+    assert ask(k, ':TRAC:CLE "nobuffer"') is None
+    assert errors(k) == [
+        '-222,"Data out of range"',
+        '-222,"Data out of range"',
+        '-113,"Undefined header"',
+        '-109,"Missing parameter"',
+        '-222,"Data out of range"',
+        '-224,"Illegal parameter value"',
+    ]
+
+
+def test_event_log_format(k, dendrite_bench):
+    assert ask(k, ":SYST:EVEN:NEXT?") == '0,"No error;0,0,0"'
+    dendrite_bench.advance(1.25)
+    ask(k, ":SOUR:VOLT")
+    assert ask(k, ":SYST:EVEN:NEXT?") == '-109,"Missing parameter;1,1,250000000"'
+    assert ask(k, ":SYST:ERR:COUN?") == "0"
+
+
+# --- compliance -----------------------------------------------------------------------------
+
+
+def test_voltage_source_clamps_at_the_current_limit(k, dendrite_bench):
+    ask(k, ":SOUR:VOLT:ILIM 1e-6;:SOUR:VOLT 5;:OUTP ON")
+    text = ask(k, ':READ? "defbuffer1",READ,SOUR,SOURSTAT')
+    _i, v, sstat = floats(text)
+    assert text.split(",")[0] == "1.000000E-06"
+    assert 0 < v < 5  # readback shows the clamped device voltage
+    assert int(sstat) & 8  # source limit bit
+    assert ask(k, ":SOUR:VOLT:ILIM:TRIP?") == "1"
+    ask(k, ":SOUR:VOLT 0.2")
+    assert ask(k, ":SOUR:VOLT:ILIM:TRIP?") == "0"
+
+
+def test_current_source_and_voltage_limit(k, dendrite_bench):
+    ask(k, ':SOUR:FUNC CURR;:SOUR:CURR 1e-7;:SOUR:CURR:VLIM 5;:SENS:FUNC "VOLT";:OUTP ON')
+    v, i = floats(ask(k, ':READ? "defbuffer1",READ,SOUR'))
+    assert i == pytest.approx(1e-7)
+    assert dendrite_bench.device("d1").current(v) == pytest.approx(1e-7, rel=1e-3)
+    assert dendrite_bench.levels["smu/1"] == pytest.approx(v, rel=1e-3)  # what the device needs
+    assert ask(k, ":SOUR:CURR:VLIM:TRIP?") == "0"
+    ask(k, ":SOUR:CURR:VLIM 0.1")
+    v, i = floats(ask(k, ':READ? "defbuffer1",READ,SOUR'))
+    assert v == pytest.approx(0.1) and i < 1e-7
+    assert ask(k, ":SOUR:CURR:VLIM:TRIP?") == "1"
+
+
+def test_fixed_range_overflow(k):
+    ask(k, ":SENS:CURR:RANG 1e-8;:SOUR:VOLT 1;:OUTP ON")
+    assert ask(k, ":READ?") == "9.900000E+37"
+    assert ask(k, ":SENS:CURR:RANG:AUTO ON;:READ?") != "9.900000E+37"
+
+
+# --- buffers and data formats ---------------------------------------------------------------
+
+
+def test_user_buffers(k):
+    ask(k, ':TRAC:MAKE "b2",20;:SOUR:VOLT 0.1;:OUTP ON;:SENS:COUN 3;:SENS:CURR:NPLC 0.01')
+    ask(k, ':READ? "b2"')
+    assert ask(k, ':TRAC:ACT? "b2";:TRAC:ACT? "defbuffer1";:TRAC:POIN?') == "3;0;100000"
+    assert ask(k, ':TRAC:ACT:STAR? "b2";:TRAC:ACT:END? "b2"') == "1;3"
+    units = ask(k, ':TRAC:DATA? 1,1,"b2",UNIT,SOURUNIT,READ').split(",")
+    assert units[:2] == ["Amp DC", "Volt DC"]
+    assert re.fullmatch(
+        r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\.\d{9}", ask(k, ':TRAC:DATA? 1,1,"b2",TST')
+    )
+    ask(k, ':TRAC:CLE "b2";:TRAC:DEL "b2"')
+    assert ask(k, ':TRAC:ACT? "b2"') is None
+    ask(k, ':TRAC:DEL "defbuffer1"')
+    assert errors(k) == ['-224,"Illegal parameter value"'] * 2
+
+
+def test_once_buffer_stops_and_continuous_buffer_wraps(k):
+    ask(k, ':TRAC:MAKE "small",10;:TRAC:POIN 10,"defbuffer1";:SENS:CURR:NPLC 0.01')
+    ask(k, ":OUTP ON;:SENS:COUN 12")
+    ask(k, ':SOUR:VOLT 0.1;:READ? "small";:READ?')
+    assert ask(k, ':TRAC:ACT? "small";:TRAC:ACT?') == "10;10"
+    ask(k, ":SENS:COUN 1;:SOUR:VOLT 0.3;:READ?")
+    src = floats(ask(k, ':TRAC:DATA? 1,10,"defbuffer1",SOUR'))
+    assert src[-1] == 0.3 and src[0] == 0.1
+
+
+def test_binary_formats(k):
+    ask(k, ":SENS:CURR:NPLC 0.01;:SOUR:SWE:VOLT:LIN 0,1,5;:INIT")
+    ascii_ = floats(ask(k, ':TRAC:DATA? 1,5,"defbuffer1",SOUR,READ'))
+    k.handle(":FORM:DATA REAL")
+    raw = k.handle(':TRAC:DATA? 1,5,"defbuffer1",SOUR,READ')
+    assert raw[:4] == b"#280" and raw.endswith(b"\n")
+    values = np.frombuffer(raw[4:-1], dtype="<f8")
+    np.testing.assert_allclose(values, ascii_, rtol=1e-6)
+    k.handle(":FORM SREAL;:FORM:BORD NORM")
+    raw = k.handle(':TRAC:DATA? 1,5,"defbuffer1",READ')
+    assert raw[:4] == b"#220"
+    np.testing.assert_allclose(np.frombuffer(raw[4:-1], ">f4"), ascii_[1::2], rtol=1e-6)
+    assert ask(k, ':TRAC:DATA? 1,5,"defbuffer1",UNIT') is None
+    assert errors(k) == ['1133,"Parameter 4, Syntax error, expected valid name parameters"']
+    assert ask(k, ":FORM?;:FORM:BORD?") == "SRE;NORM"
+
+
+def test_ascii_precision(k):
+    ask(k, ":FORM:ASC:PREC 4;:SOUR:VOLT 0.2;:OUTP ON")
+    assert re.fullmatch(r"\d\.\d{3}E-\d\d", ask(k, ":READ?"))
+
+
+def test_10000_point_trace_is_fast(k):
+    ask(k, ":SENS:CURR:NPLC 0.01;:SOUR:SWE:VOLT:LIN 0,1,10000,0;:INIT")
+    query = ':TRAC:DATA? 1,10000,"defbuffer1",SOUR,READ,REL'
+    k.handle(query)
+    t0 = time.perf_counter()
+    reply = k.handle(query)
+    elapsed = time.perf_counter() - t0
+    assert reply.count(b",") == 30000 - 1
+    assert elapsed < 0.05  # ~4 ms on a 2-core VM; generous for loaded CI machines
+
+
+# --- our driver end to end ------------------------------------------------------------------
+
+
+@pytest.fixture
+def smu(k, loopback):
+    driver = connect(loopback(k))
+    driver.ramp_step_s = 0.0
+    return driver
+
+
+def test_driver_reads_the_dendrite_and_sees_pulses_and_relaxation(smu, dendrite_bench):
+    assert isinstance(smu, Smu) and smu.identity.model == "2450"
+    smu.configure_source_voltage(limit_a=1e-3)
+    smu.configure_measure(nplc=1)
+    smu.set_voltage(0.2)
+    smu.output_on()
+    before = smu.measure_iv()
+    assert before.voltage_v == pytest.approx(0.2)
+    assert before.current_a == pytest.approx(dendrite_bench.device("d1").current(0.2), rel=1e-4)
+    dendrite_bench.drive("pulse/1", pulse_train(5, 1e-4, 1e-4, 20))
+    after = smu.measure_current()
+    assert after > 1.05 * before.current_a
+    dendrite_bench.advance(1.0)
+    relaxed = smu.measure_current()
+    assert relaxed == pytest.approx(before.current_a, rel=1e-3)
+    assert not smu.in_compliance()
+
+
+def test_driver_sweeps_settings_and_safe_state(smu, dendrite_bench):
+    smu.configure_source_voltage(limit_a=1e-3)
+    smu.configure_measure(nplc=0.1)
+    t0 = dendrite_bench.now_s
+    res = smu.list_sweep([0.0, 0.5, 1.0, 0.5], delay_s=1e-3)
+    np.testing.assert_allclose(res.voltage_v, [0.0, 0.5, 1.0, 0.5])
+    np.testing.assert_allclose(res.time_s, np.arange(4) * (1e-3 + 0.1 / 50), atol=1e-9)
+    assert res.current_a[2] > res.current_a[1] > 0
+    assert dendrite_bench.now_s - t0 == pytest.approx(4 * (1e-3 + 0.1 / 50))
+    lin = smu.linear_sweep(0.0, 1.0, 5)
+    np.testing.assert_allclose(lin.voltage_v, np.linspace(0, 1, 5))
+    levels = [0.001 * n for n in range(250)]  # sent as 100 + :APP chunks
+    assert len(smu.list_sweep(levels).voltage_v) == 250
+    smu.set_voltage(0.3)
+    smu.output_on()
+    snap = smu.settings()["instrument"]
+    assert snap["output"] == "1" and snap["source_level"] == "3.000000E-01"
+    assert snap["source_limit"] == "1.000000E-03" and snap["measure_function"] == '"CURR:DC"'
+    smu.safe_state()
+    assert "smu/1" not in dendrite_bench.levels
+    assert smu.drain_errors() == []
