@@ -9,11 +9,16 @@ Wiring model: every device has ports (``top`` for two-terminal devices, ``in``/`
 dendrite-soma unit, plus ``gate`` for a 1T1R synapse); each instrument terminal (``<name>/<ch>``)
 connects to ports directly or through switch-matrix crosspoints. A port's voltage is the sum of the
 levels of the sources connected to it whose output is on (an output that is off is open).
+
+Host time: with ``host_time: wall`` (default) the real time between two host commands passes on
+the bench, as it would in a lab, so a PC-timed wait lets devices relax; ``latency`` advances only
+``host_latency_s`` per command, for fully deterministic runs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +68,8 @@ class Bench:
     def __init__(self, config: Mapping[str, Any] | None = None, *,
                  base_dir: Path | None = None) -> None:
         cfg = _mapping(config, "bench")
-        known = {"seed", "models", "noise", "host_latency_s", "wafer_id", "devices", "wiring"}
+        known = {"seed", "models", "noise", "host_latency_s", "host_time", "wafer_id", "devices",
+                 "wiring"}
         unknown = set(cfg) - known
         if unknown:
             raise ParameterError(f"bench: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -72,6 +78,12 @@ class Bench:
         self.seed = _int(cfg.get("seed", 0), "bench.seed")
         self.wafer_id = _int(cfg.get("wafer_id", 0), "bench.wafer_id")
         self.host_latency_s = _float(cfg.get("host_latency_s", 0.0), "bench.host_latency_s")
+        self.host_time = cfg.get("host_time", "wall")
+        if self.host_time not in ("wall", "latency"):
+            raise ParameterError(f"bench.host_time = {self.host_time!r}: must be 'wall' (the "
+                                 "time between host commands passes on the bench) or 'latency' "
+                                 "(only host_latency_s per command: deterministic)")
+        self._host_mark: float | None = None
         models_src = cfg.get("models")
         if isinstance(models_src, str) and base_dir is not None and models_src.endswith(
                 (".yaml", ".yml")):
@@ -133,12 +145,29 @@ class Bench:
             for target in targets:
                 feeds.setdefault(target, []).append(term)
         self._feeds = feeds
+        # Hot-path view: terminal -> [(slot, port, is main port)], resolved once per change.
+        self._targets = {
+            term: [(self.slots[n], p, p == PORTS[self.slots[n].kind][0]) for n, p in targets]
+            for term, targets in links.items()}
 
     # ------------------------------------------------------------------ time
     def advance(self, dt_s: float) -> None:
         """Let simulated time pass (devices catch up lazily)."""
         if dt_s > 0:
             self.now_s += dt_s
+
+    def host_command(self) -> None:
+        """A host command arrived: advance by the host latency, or by the real time since the
+        previous command ended if longer (``host_time: wall``), so PC-timed waits pass here too.
+        """
+        dt = self.host_latency_s
+        if self.host_time == "wall" and self._host_mark is not None:
+            dt = max(dt, time.perf_counter() - self._host_mark)
+        self.advance(dt)
+
+    def host_done(self) -> None:
+        """The present host command is finished: real time from here on counts as a host gap."""
+        self._host_mark = time.perf_counter()
 
     def _sync(self, slot: _Slot) -> None:
         dt = self.now_s - slot.t_s
@@ -148,7 +177,10 @@ class Bench:
 
     def _port_voltage(self, name: str, port: str) -> float:
         levels = self.levels
-        return sum(levels.get(t, 0.0) for t in self._feeds.get((name, port), ()))
+        total = 0.0
+        for t in self._feeds.get((name, port), ()):
+            total += levels.get(t, 0.0)
+        return total
 
     def _refresh(self, slot: _Slot) -> None:
         main = PORTS[slot.kind][0]
@@ -159,15 +191,15 @@ class Bench:
     # ------------------------------------------------------------------ sources
     def source(self, terminal: str, level_v: float | None) -> None:
         """Set a terminal's output: a level in volts, or None for output off (open)."""
-        targets = self._links.get(terminal, ())
-        for name, _port in targets:
-            self._sync(self.slots[name])
+        targets = self._targets.get(terminal, ())
+        for slot, _port, _main in targets:
+            self._sync(slot)
         if level_v is None:
             self.levels.pop(terminal, None)
         else:
             self.levels[terminal] = float(level_v)
-        for name, _port in targets:
-            self._refresh(self.slots[name])
+        for slot, _port, _main in targets:
+            self._refresh(slot)
 
     def drive(self, terminal: str, wave: Waveform) -> None:
         """Apply a waveform on a terminal from now on; the clock advances by its duration.
@@ -176,11 +208,10 @@ class Bench:
         runs, the terminal's own held level is replaced by the waveform; afterwards it is back.
         """
         own = self.levels.get(terminal, 0.0)
-        for name, port in self._links.get(terminal, ()):
-            slot = self.slots[name]
+        for slot, port, main in self._targets.get(terminal, ()):
             self._sync(slot)
-            if port == PORTS[slot.kind][0]:
-                offset = self._port_voltage(name, port) - own
+            if main:
+                offset = self._port_voltage(slot.name, port) - own
                 slot.dut.drive(Waveform(wave.v + offset, wave.dt))
             slot.t_s = self.now_s + float(wave.duration_s)
         self.advance(float(wave.duration_s))
@@ -198,27 +229,31 @@ class Bench:
         clamp holds until the source level changes or the next measurement re-evaluates it.
         """
         aperture = max(aperture_s, 0.0)
-        targets = self._links.get(terminal, ())
+        targets = self._targets.get(terminal, ())
         if not targets:
             self.advance(aperture)
             return Reading(0.0, self.levels.get(terminal, 0.0), False, self.now_s)
-        slots = [(self.slots[name], port) for name, port in targets]
+        sync = self._sync
         charge0 = []
-        for slot, port in slots:
-            self._sync(slot)
+        for slot, port, main in targets:
+            sync(slot)
             if port == "out":
                 charge0.append(slot.dut.charge_c)
-        self.advance(aperture / 2)
+            elif main and getattr(slot.dut, "integrating", False):
+                charge0.append(slot.dut.charge_in_c)
+        self.now_s += aperture / 2
         total_i, v_dev, tripped = 0.0, self.levels.get(terminal, 0.0), False
-        for slot, port in slots:
-            self._sync(slot)
-            if port != PORTS[slot.kind][0]:
+        for slot, _port, main in targets:
+            sync(slot)
+            if not main:
                 continue
             dut = slot.dut
             if limit_a is not None:
                 dut.limit_a = limit_a
             self._refresh(slot)      # re-evaluate any clamp from the programmed level
             v = slot.v
+            if getattr(dut, "integrating", False) and aperture > 0:
+                continue            # averaged from the charge at the end of the aperture
             i = dut.read(v)
             if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
                 i = limit_a if i > 0 else -limit_a
@@ -227,15 +262,19 @@ class Bench:
                 tripped = True
             total_i += i
             v_dev = v
-        self.advance(aperture / 2)
+        self.now_s += aperture / 2
         out = iter(charge0)
-        for slot, port in slots:
-            self._sync(slot)
+        for slot, port, main in targets:
+            sync(slot)
             if port == "out":
                 q0 = next(out)
                 i_out = ((slot.dut.charge_c - q0) / aperture if aperture > 0
                          else slot.dut.read_out())
                 total_i -= i_out
+            elif main and getattr(slot.dut, "integrating", False):
+                q0 = next(out)
+                if aperture > 0:
+                    total_i += (slot.dut.charge_in_c - q0) / aperture
         return Reading(total_i, v_dev, tripped, self.now_s)
 
     # ------------------------------------------------------------------ switch matrix

@@ -53,7 +53,12 @@ class _DrawBlock:
 
 
 class DendriteDut:
-    """One volatile dendrite; ``hold`` and ``read`` run on floats, ``drive`` on the batch engine."""
+    """One volatile dendrite; ``hold`` and ``read`` run on floats, ``drive`` on the batch engine.
+
+    In the scalar path the state lives in plain floats (``_w``, polarity, pulse counter, the
+    present pulse's C2C-scaled rates) and is copied to and from the one-device batch around
+    every batch call, so both paths see one state.
+    """
 
     kind = "dendrite"
     limit_a: float | None = None
@@ -69,16 +74,36 @@ class DendriteDut:
         self.kp, self.km, self.inv_tau = p["k_plus_per_s"], p["k_minus_per_s"], 1.0 / p["tau_r_s"]
         self.exponential = array.params.mapping == "exponential"
         self.read_sigma = array.params.read_noise_rel
+        self.c2c_on = array._c2c_on
         # Facilitation and OU state noise are not linear in w: those use the batch engine.
         self.scalar = array._exact_only
         self.reads = 0
         self._c2c = _DrawBlock(array.keys, C2C_STREAM, array.params.c2c_sigma_ln, True)
         self._read = _DrawBlock(array.keys, READ_STREAM, 1.0, False)
+        self._pull()
 
     # --------------------------------------------------------------- state
+    def _pull(self) -> None:
+        a = self.array
+        self._w = float(a.w[0])
+        self._pol = int(a._polarity[0])
+        self._events = int(a.events[0])
+        self._kp_eff = float(a._kp_eff[0])
+        self._km_eff = float(a._km_eff[0])
+
+    def _push(self) -> None:
+        a = self.array
+        a.w[0] = self._w
+        a._polarity[0] = self._pol
+        a._pol_all = self._pol
+        a.events[0] = self._events
+        if self.c2c_on:
+            a._kp_eff[0] = self._kp_eff
+            a._km_eff[0] = self._km_eff
+
     @property
     def w(self) -> float:
-        return float(self.array.w[0])
+        return self._w
 
     def conductance(self, w: float) -> float:
         if self.exponential:
@@ -89,49 +114,49 @@ class DendriteDut:
         """Advance the state with ``v`` held for ``dt`` seconds (exact)."""
         if not dt > 0:
             return
-        a = self.array
         if not self.scalar:
-            a.step(v, dt)
+            self._batch(lambda a: a.step(v, dt))
             return
         sign = (v > 0) - (v < 0)
-        pol = int(a._polarity[0])
-        if sign != pol:
+        if sign != self._pol:
             if sign != 0:
                 self._start_pulse()
-            a._polarity[0] = sign
-            a._pol_all = sign
-        w = float(a.w[0])
+            self._pol = sign
+        w = self._w
         if sign == 0:
-            w *= math.exp(-min(dt * self.inv_tau, BDT_MAX))
+            self._w = w * math.exp(-min(dt * self.inv_tau, BDT_MAX))
+            return
+        if sign > 0:
+            r_p = self._kp_eff * math.expm1(min(v * self.inv_vp, ARG_MAX))
+            r_m = 0.0
         else:
-            if sign > 0:
-                r_p = float(a._kp_eff[0]) * math.expm1(min(v * self.inv_vp, ARG_MAX))
-                r_m = 0.0
-            else:
-                r_p = 0.0
-                r_m = float(a._km_eff[0]) * math.expm1(min(-v * self.inv_vm, ARG_MAX))
-            b = r_p + r_m + self.inv_tau
-            em = math.expm1(-min(b * dt, BDT_MAX))
-            w = min(max(w + w * em - (r_p / b) * em, 0.0), 1.0)
-        a.w[0] = w
+            r_p = 0.0
+            r_m = self._km_eff * math.expm1(min(-v * self.inv_vm, ARG_MAX))
+        b = r_p + r_m + self.inv_tau
+        em = math.expm1(-min(b * dt, BDT_MAX))
+        self._w = min(max(w + w * em - (r_p / b) * em, 0.0), 1.0)
 
     def _start_pulse(self) -> None:
-        a = self.array
-        event = int(a.events[0])
-        if a._c2c_on:
-            f = self._c2c(event)
-            a._kp_eff[0] = a._kp[0] * f
-            a._km_eff[0] = a._km[0] * f
-        a.events[0] = event + 1
+        """A new pulse: the next keyed C2C factor on k+ and k- (as ``DendriteArray`` does)."""
+        if self.c2c_on:
+            f = self._c2c(self._events)
+            self._kp_eff = self.kp * f
+            self._km_eff = self.km * f
+        self._events += 1
+
+    def _batch(self, action: Any) -> None:
+        self._push()
+        action(self.array)
+        self._pull()
 
     def drive(self, wave: Waveform) -> None:
         """Apply a whole PWC waveform (pulse trains): the batch engine, one call."""
-        self.array.run(wave)
+        self._batch(lambda a: a.run(wave))
 
     def current(self, v: float) -> float:
         """Noise-free current (A) at ``v`` in the present state."""
         x = max(-SINH_MAX, min(SINH_MAX, v / self.v0))
-        i = self.conductance(self.w) * self.v0 * math.sinh(x)
+        i = self.conductance(self._w) * self.v0 * math.sinh(x)
         return self.kappa * i if v < 0 else i
 
     def read(self, v: float) -> float:
@@ -144,7 +169,7 @@ class DendriteDut:
 
     def voltage_at(self, i: float) -> float:
         """The voltage at which the present state conducts ``i`` (for compliance clamping)."""
-        g = self.conductance(self.w) * self.v0
+        g = self.conductance(self._w) * self.v0
         if i < 0:
             g *= self.kappa
         return self.v0 * math.asinh(i / g)
@@ -235,9 +260,11 @@ class SomaDut:
 class UnitDut:
     """A dendrite-soma unit: input port ``in`` (through the dendrite), output ``out`` (soma).
 
-    Measuring ``out`` gives the soma-branch current averaged over the aperture from the charge
-    that flowed, as an integrating SMU sees a spike train; spikes are also logged with times.
+    Both ports read as an integrating SMU sees a spike train: the charge that flowed over the
+    aperture divided by the aperture (``integrating``); spikes are also logged with times.
     """
+
+    integrating = True
 
     kind = "unit"
     limit_a: float | None = None
@@ -245,13 +272,18 @@ class UnitDut:
     def __init__(self, unit: DendriteSomaUnit) -> None:
         self.unit = unit
         self.t_s = 0.0
-        self.charge_c = 0.0
+        self.charge_c = 0.0       # through the soma branch (the ``out`` port)
+        self.charge_in_c = 0.0    # through the dendrite from the input (the ``in`` port)
         self.spike_times: list[float] = []
         self.reads = 0
 
     def _run(self, wave: Waveform) -> None:
+        v0 = float(self.unit.soma.v[0])
         rec = self.unit.run(wave)
-        self.charge_c += float(rec.charge_c.sum())
+        q_soma = float(rec.charge_c.sum())
+        self.charge_c += q_soma
+        # KCL at the soma node: input charge = soma-branch charge + charge stored on C_m.
+        self.charge_in_c += q_soma + self.unit.c_m * (float(self.unit.soma.v[0]) - v0)
         if rec.time_s.size:
             self.spike_times.extend((self.t_s + rec.time_s).tolist())
         self.t_s += float(wave.duration_s)

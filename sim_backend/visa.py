@@ -82,8 +82,9 @@ class ModelDevice:
         self._in.clear()
         bench = self.bench
         with bench.lock:
-            bench.advance(bench.host_latency_s)
+            bench.host_command()
             reply = self.model.handle(message[:-len(self.eom)])
+            bench.host_done()
         if reply:
             self._out.append(reply)
 

@@ -1,0 +1,117 @@
+"""Transport and instrument-model speed: ``@dendrosim`` side by side with plain pyvisa-sim.
+
+Run: ``python benchmarks/bench_visa.py``. Both libraries run in this one process on the same
+machine, through real pyvisa Resources, so the ratios hold on a noisy machine. Targets (issue 4):
+set-V/read-I pair <= 20 us; 10 000-point ``:TRAC:DATA?`` <= 12 ms (pyvisa-sim ~280 ms).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import textwrap
+from pathlib import Path
+
+import pyvisa
+
+SMU = "USB0::0x05E6::0x2450::04488850::INSTR"
+N_POINTS = 10_000
+
+
+def per_call(fn, n: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` seconds per call of ``fn`` over ``n`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def plain_sim_yaml(folder: Path) -> Path:
+    """A pyvisa-sim file with what pyvisa-sim can do: a dialogue, a property, a 10k-value trace."""
+    trace = ",".join(f"{1e-7 * (1 + i % 7):.6E},{i * 5e-5:.6E}" for i in range(N_POINTS))
+    text = textwrap.dedent(f"""\
+        spec: "1.1"
+        devices:
+          k2450:
+            eom:
+              USB INSTR: {{q: "\\n", r: "\\n"}}
+            error: ERROR
+            dialogues:
+              - {{q: "*IDN?", r: "KEITHLEY INSTRUMENTS,MODEL 2450,04488850,1.7.3c"}}
+              - {{q: ":READ?", r: "1.234560E-07"}}
+              - {{q: ":TRAC:DATA? 1,{N_POINTS},\\"defbuffer1\\",READ,REL", r: "{trace}"}}
+            properties:
+              volt:
+                default: 0.0
+                getter: {{q: ":SOUR:VOLT?", r: "{{:.6E}}"}}
+                setter: {{q: ":SOUR:VOLT {{:.6f}}"}}
+                specs: {{min: -200, max: 200, type: float}}
+        resources:
+          {SMU}: {{device: k2450}}
+        """)
+    path = folder / "plain.yaml"
+    path.write_text(text)
+    return path
+
+
+def open_smu(library: str):
+    rm = pyvisa.ResourceManager(library)
+    res = rm.open_resource(SMU, read_termination="\n", write_termination="\n", timeout=2000)
+    res.chunk_size = 1 << 20
+    return rm, res
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rm_sim, sim = open_smu(f"{plain_sim_yaml(Path(tmp))}@sim")
+        rm_ds, ds = open_smu("@dendrosim")
+        rm_ds.visalib.reset()
+        rows = []
+
+        n = 2000
+        t_sim = per_call(lambda: sim.query("*IDN?"), n)
+        t_ds = per_call(lambda: ds.query("*IDN?"), n)
+        rows.append(("query *IDN?", t_sim, t_ds))
+
+        def sim_pair() -> None:
+            sim.write(":SOUR:VOLT 0.200000")
+            sim.query(":READ?")
+
+        ds.write(":SOUR:FUNC VOLT;:SOUR:VOLT:ILIM 1e-3;:SENS:FUNC \"CURR\";"
+                 ":SENS:CURR:NPLC 0.01;:OUTP ON")
+        t_sim = per_call(sim_pair, n)
+        t_ds = per_call(lambda: (ds.write(":SOUR:VOLT 0.2"), ds.query(":READ?")), n)
+        rows.append(("set V + read I (write, then query)", t_sim, t_ds))
+        t_ds1 = per_call(lambda: ds.query(":SOUR:VOLT 0.2;:READ?"), n)
+        rows.append(("set V + read I (one compound query)", None, t_ds1))
+
+        ds.write(f':SOUR:SWE:VOLT:LIN 0,0.5,{N_POINTS},0,1,BEST,OFF,OFF,"defbuffer1"')
+        ds.write(":INIT")
+        ds.query("*OPC?")
+        cmd = f':TRAC:DATA? 1,{N_POINTS},"defbuffer1",READ,REL'
+        t_sim = per_call(lambda: sim.query(cmd), 1)
+        t_ds = per_call(lambda: ds.query(cmd), 3)
+        assert len(ds.query(cmd).split(",")) == 2 * N_POINTS
+        rows.append((f"{N_POINTS}-point :TRAC:DATA? (READ,REL)", t_sim, t_ds))
+        t_parse = per_call(lambda: ds.query_ascii_values(cmd, container=list), 3)
+        rows.append(("  same, parsed by query_ascii_values", None, t_parse))
+
+        print(f"{'case':44s} {'pyvisa-sim':>14s} {'@dendrosim':>14s} {'ratio':>8s}")
+        for label, a, b in rows:
+            a_txt = f"{a * 1e6:11.1f} us" if a is not None else " " * 14
+            ratio = f"{a / b:7.1f}x" if a is not None else ""
+            print(f"{label:44s} {a_txt} {b * 1e6:11.1f} us {ratio}")
+        pair = rows[2][2]
+        print(f"\nfull-physics set-V/read-I pair: {pair * 1e6:.1f} us "
+              f"({1 / pair:,.0f} points/s); plain pyvisa-sim static pair: "
+              f"{rows[1][1] * 1e6:.1f} us")
+        sim.close()
+        ds.close()
+        rm_sim.close()
+
+
+if __name__ == "__main__":
+    main()
