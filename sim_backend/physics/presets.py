@@ -112,8 +112,11 @@ def _build(data: Mapping[str, Any], where: str, name: str, depth: int = 0) -> De
     if base_name is not None:
         if depth > 4:
             raise ParameterError(f"{where}: preset bases nest too deeply")
-        base = _build(_preset_mapping(str(base_name)), f"preset {base_name}", str(base_name),
-                      depth + 1)
+        try:
+            base_data = _preset_mapping(str(base_name))
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: base: {exc}") from None
+        base = _build(base_data, f"preset {base_name}", str(base_name), depth + 1)
     else:
         base = DeviceModels()
     base = base.scaled(_number(data, "time_scale", where), _number(data, "voltage_scale", where))

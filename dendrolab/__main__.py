@@ -1,0 +1,5 @@
+"""``python -m dendrolab`` runs the command line."""
+
+from dendrolab.cli import main
+
+main()
