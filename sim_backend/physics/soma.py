@@ -432,8 +432,10 @@ def _next_event(soma: SomaArray, v_inf: np.ndarray, tau: np.ndarray, l_th: np.nd
     level = np.where(on, l_hold, np.where(armed, l_th, -l_th))
     x_inf = sg * v_inf
     t = _time_down(sg * v, x_inf, tau, level)
+    # Armed: never falls while charging outwards. Unarmed: fire at once only when beyond the
+    # threshold; on it (e.g. just disarmed) only when still charging outwards.
     t = np.where(held, np.where(armed & (x_inf >= level), np.inf, t),
-                 np.where(np.abs(v) >= l_th, 0.0, t))
+                 np.where(np.abs(v) > l_th, 0.0, np.where(np.abs(v_inf) > l_th, t, np.inf)))
     wait = np.where(on, soma.p["min_on_dwell_s"] - soma.t_on_s, soma.t_delay_s - soma.t_armed_s)
     wait = np.maximum(wait, 0.0)
     # ON: the later of (hold, dwell). Armed: the earlier of (fall, delay).
@@ -499,6 +501,17 @@ def _advance_clock(soma: SomaArray, step: np.ndarray) -> None:
     """Dwell and delay clocks move on by step (they are reset when they start to matter)."""
     soma.t_on_s += step
     soma.t_armed_s += step
+
+
+def _check_stall(stall: np.ndarray, ev: np.ndarray, t_ev: np.ndarray) -> None:
+    """Count zero-time events in a row per device; a long run means a logic loop, not physics."""
+    zero = ev & (t_ev <= 0)
+    stall[zero] += 1
+    stall[ev & ~zero] = 0
+    if stall.max() > 50:
+        raise RuntimeError(
+            f"soma event loop stalled on device(s) {np.flatnonzero(stall > 50)[:5].tolist()}: "
+            "events keep firing without time passing")
 
 
 def _wave_arrays(wave: Waveform, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -599,6 +612,7 @@ class SomaCircuit:
         t_loc = np.zeros(s.n)
         q = np.zeros(s.n)
         ff = _FastForward(s.n)
+        stall = np.zeros(s.n, dtype=np.int64)
         events = 0
         while True:
             rem = dt - t_loc
@@ -618,6 +632,7 @@ class SomaCircuit:
             if not ev.any():
                 break
             events += 1
+            _check_stall(stall, ev, t_ev)
             fire_idx, off_idx = _resolve(s, ev, kind, v_inf, t_ev, l_th, l_hold, self.r_load)
             if fire_idx.size:
                 rec.add(k, fire_idx, t0[fire_idx] + t_loc[fire_idx])

@@ -20,9 +20,9 @@ from .soma import (
     SpikeRecord,
     _advance_clock,
     _branch_charge,
+    _check_stall,
     _FastForward,
     _next_event,
-    _node_targets,
     _Recorder,
     _relax,
     _resolve,
@@ -44,7 +44,13 @@ class DendriteSomaUnit:
 
     ``run`` sub-steps with h (default ``circuit.unit_step_s``). With ``adaptive`` a sub-step may
     double while the frozen dendrite conductance and its rates change by less than
-    ``growth_tol`` (relative) over it; it falls back to h after every switching event.
+    ``growth_tol`` (relative) over it; it falls back to h after every switching event. Coupling
+    "chord" freezes G_d = I_d / V_d (spec §3.4); "auto" (default) does the same except on stiff
+    sub-steps (longer than STIFF_RATIO x the node time constant), where the chord iteration can
+    oscillate, and there uses the differential conductance (exponential Rosenbrock-Euler).
+    Dendrite C2C noise is drawn once per input pulse (stream "c2c.k", counter ``events``) and
+    facilitation is frozen per sub-step; the dendrite's Ornstein-Uhlenbeck state noise is not
+    applied inside the unit.
     """
 
     def __init__(self, dendrite: DendriteArray, soma: SomaArray,
@@ -103,7 +109,7 @@ class DendriteSomaUnit:
     # ------------------------------------------------------------------ run
     def run(self, wave: Waveform, h: float | None = None, *, adaptive: bool = True,
             growth_tol: float = 1e-3, coupling: str = "auto", max_times_per_segment: int = 100_000,
-            max_steps_per_segment: int = 500_000) -> SpikeRecord:
+            max_steps_per_segment: int = 50_000) -> SpikeRecord:
         """Drive the units with ``wave`` (V_in at the dendrite) and record the soma spikes.
 
         Long steady oscillations are fast-forwarded cycle by cycle while the dendrite drift per
@@ -153,12 +159,16 @@ class DendriteSomaUnit:
         sub_left = np.zeros(n)
         h_cur = np.full(n, h)
         ff = _FastForward(n)
-        w_off = np.full(n, np.nan)
+        cyc = {"w_off": np.full(n, np.nan), "b_int": np.zeros(n), "b_off": np.zeros(n)}
         inv_tau = 1.0 / tau_r
         fresh = np.ones(n, dtype=bool)          # no step history yet: start with h
         lg0 = np.zeros(n)
         b0 = np.ones(n)
+        stall = np.zeros(n, dtype=np.int64)
         steps = 0
+        # Soma branch and node thresholds change only at switching events: refreshed there.
+        g, e = s.branch(self.r_load)
+        l_th, l_hold = s.node_levels(self.r_load)
         while True:
             rem = dt - t_loc
             act = rem > 0
@@ -169,13 +179,13 @@ class DendriteSomaUnit:
             vd = vin - s.v
             g_d = self.chord_conductance(vd, w)
             rp, rm = self._rates(vd, w)
+            b = rp + rm + inv_tau
             new = act & (sub_left <= 0)
             if new.any():
                 h_new = np.full(n, h)
                 if adaptive:
                     # Step control from the change over the last full sub-step (no extra solve).
                     lg = np.log(np.maximum(g_d, 1e-300))
-                    b = rp + rm + inv_tau
                     change = np.maximum(np.abs(lg - lg0), np.abs(b - b0) / b0)
                     with np.errstate(divide="ignore"):
                         h_ok = np.where(change > 0, 0.7 * tol * h_cur / change, np.inf)
@@ -188,21 +198,22 @@ class DendriteSomaUnit:
             lim = np.minimum(sub_left, rem)
             v_src = vin
             if coupling != "chord":
-                g_soma, _ = s.branch(self.r_load)
                 stiff = act if coupling == "tangent" else (
-                    act & (lim * (g_d + g_soma) > STIFF_RATIO * self.c_m))
+                    act & (lim * (g_d + g) > STIFF_RATIO * self.c_m))
                 if stiff.any():
                     g_t, v_t = self._tangent(vd, w, vin)
                     g_d = np.where(stiff, g_t, g_d)
                     v_src = np.where(stiff, v_t, vin)
-            v_inf, tau, g, e = _node_targets(s, g_d, v_src, self.c_m, self.r_load)
-            l_th, l_hold = s.node_levels(self.r_load)
+            g_tot = g_d + g
+            v_inf = (g_d * v_src + g * e) / g_tot
+            tau = self.c_m / g_tot
             t_ev, kind = _next_event(s, v_inf, tau, l_th, l_hold)
             ev = act & (t_ev <= lim)
             step = np.where(ev, t_ev, np.where(act, lim, 0.0))
             q += _branch_charge(s.v, v_inf, tau, step, g, e)
             s.v[:] = _relax(s.v, v_inf, tau, step)
             d.w[:] = exact_update(w, rp, rm, tau_r, step)
+            cyc["b_int"] += b * step
             _advance_clock(s, step)
             t_loc += step
             sub_left = sub_left - step
@@ -210,6 +221,7 @@ class DendriteSomaUnit:
             t_loc[end] = dt[end]                       # finished exactly at the segment end
             if not ev.any():
                 continue
+            _check_stall(stall, ev, t_ev)
             fire_idx, off_idx = _resolve(s, ev, kind, v_inf, t_ev, l_th, l_hold, self.r_load)
             h_cur[ev] = h
             fresh |= ev
@@ -218,15 +230,27 @@ class DendriteSomaUnit:
                 rec.add(k, fire_idx, t0[fire_idx] + t_loc[fire_idx])
                 ff.spiked(fire_idx, t_loc)
             if off_idx.size:
-                self._fast_forward(k, ff, w_off, off_idx, vin, t_loc, dt, q, t0, rec, tol,
+                self._fast_forward(k, ff, cyc, off_idx, vin, t_loc, dt, q, t0, rec, tol,
                                    steps > budget)
+            g, e = s.branch(self.r_load)
+            l_th, l_hold = s.node_levels(self.r_load)
         return q
 
-    def _fast_forward(self, k: int, ff: _FastForward, w_off: np.ndarray, off_idx: np.ndarray,
-                      vin: np.ndarray, t_loc: np.ndarray, dt: np.ndarray, q: np.ndarray,
-                      t0: np.ndarray, rec: _Recorder, tol: float, forced: bool) -> None:
-        """Skip whole cycles while the dendrite drift per cycle keeps G_d within tol."""
+    def _fast_forward(self, k: int, ff: _FastForward, cyc: dict[str, np.ndarray],
+                      off_idx: np.ndarray, vin: np.ndarray, t_loc: np.ndarray, dt: np.ndarray,
+                      q: np.ndarray, t0: np.ndarray, rec: _Recorder, tol: float, forced: bool
+                      ) -> None:
+        """Skip whole cycles of a steady oscillation, extrapolating the dendrite state.
+
+        Near its periodic orbit the cycle map of w is affine with contraction
+        lambda = exp(-integral of b dt over one cycle), so the next m cycles move w by
+        dw lambda (1 - lambda^m) / (1 - lambda) (dw: the last cycle's change). m is the largest
+        number of cycles whose predicted change of ln G_d stays within tol (all of them once the
+        remaining drift is that small).
+        """
         s, d = self.soma, self.dendrite
+        w_off, b_int = cyc["w_off"], cyc["b_int"]
+        b_cycle = b_int[off_idx] - cyc["b_off"][off_idx]
         idx, period = ff.candidates(off_idx, s.v, t_loc, s.noise_free, forced)
         if idx.size:
             dw = d.w[idx] - w_off[idx]
@@ -236,12 +260,18 @@ class DendriteSomaUnit:
             w_prev[idx] = w_off[idx]
             g_prev = self.chord_conductance(vd, w_prev)[idx]
             drift = np.abs(np.log(np.maximum(g_now, 1e-300) / np.maximum(g_prev, 1e-300)))
+            bc = b_cycle[np.searchsorted(off_idx, idx)]
+            lam = np.exp(-bc)
+            one_minus = -np.expm1(-bc)                       # 1 - lambda, accurate near 0
+            total = drift * lam / one_minus                  # ln G_d change over all cycles
             m_avail = np.floor((dt[idx] - t_loc[idx]) / period) - 1
-            with np.errstate(divide="ignore"):
-                m_tol = np.floor(np.where(drift > 0, tol / drift, np.inf))
-            m = np.minimum(m_avail, m_tol)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = 1.0 - tol / np.where(total > 0, total, 1.0)   # lambda^m must stay >= it
+                m_tol = np.where(frac > 0, np.floor(np.log(frac) / -bc), np.inf)
+            m = np.where(total <= tol, m_avail, np.minimum(m_avail, m_tol))
             go = np.isfinite(dw) & (m >= 1)
-            idx, period, m, dw = idx[go], period[go], m[go].astype(np.int64), dw[go]
+            idx, period, dw = idx[go], period[go], dw[go]
+            m, lam, one_minus, bc = m[go].astype(np.int64), lam[go], one_minus[go], bc[go]
             if idx.size:
                 rec.add_periodic(k, idx, t0[idx] + ff.t_spike[idx] + period, period, m)
                 q[idx] += m * (q[idx] - ff.q_off[idx])
@@ -249,10 +279,13 @@ class DendriteSomaUnit:
                 s.n_spikes[idx] += m
                 if not s.noise_free:
                     s._draw_v_th(idx)
-                d.w[idx] = np.clip(d.w[idx] + m * dw, 0.0, 1.0)
+                gain = lam * -np.expm1(-m * bc) / one_minus
+                d.w[idx] = np.clip(d.w[idx] + dw * gain, 0.0, 1.0)
+                b_int[idx] += m * bc
                 ff.t_spike[idx] += m * period
         ff.mark(off_idx, s.v, t_loc, q)
         w_off[off_idx] = d.w[off_idx]
+        cyc["b_off"][off_idx] = b_int[off_idx]
 
     # ------------------------------------------------------------------ measurement
     def soma_current(self, *, noise_event: int | np.ndarray | None = None) -> np.ndarray:
