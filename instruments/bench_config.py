@@ -270,6 +270,24 @@ class InstrumentSet:
             raise InstrumentError(f"role {role!r} is configured but the set is not open")
         return self._drivers[role]
 
+    def driver(self, role: str, channel: int | None = None) -> Instrument:
+        """The role's driver, or one for another channel of the same instrument (built once).
+
+        A protocol may address e.g. channel 2 of the SMU configured as ``soma_smu`` (channel 1);
+        that driver shares the resource and is made safe and closed with the set.
+        """
+        base = self[role]
+        rc = self.config.role(role)
+        if channel is None or channel == rc.channel:
+            return base
+        key = f"{role}#ch{channel}"
+        if key not in self._drivers:
+            identified = {rc.address: identify_resource(self._resources[rc.address])}
+            self._drivers[key] = self._open_role(
+                key, RoleConfig(key, rc.address, rc.model, channel, rc.timeout_ms, rc.limits,
+                                rc.options), identified)
+        return self._drivers[key]
+
     def __contains__(self, role: object) -> bool:
         return role in self._drivers
 

@@ -252,9 +252,8 @@ class SomaDut:
         return i
 
     def voltage_at(self, i: float) -> float:
-        a = self.array
-        r = float(a.p["r_on_ohm"][0] if a.on[0] else a.p["r_off_ohm"][0])
-        return i * r
+        """The device voltage ``iv_sweep`` settled on at the clamped current (in ``read``)."""
+        return float(self.array.v[0])
 
 
 class UnitDut:

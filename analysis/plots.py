@@ -1,0 +1,58 @@
+"""Plots of run files: one PNG per run, showing what its protocol measured.
+
+Reads run files only (through ``analysis.runs``); never touches instruments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from analysis.runs import load_steps
+
+
+def _is_sweep(arrays: dict[str, np.ndarray]) -> bool:
+    v = arrays.get("voltage_v")
+    return v is not None and v.size > 3 and np.ptp(v) > 1e-9
+
+
+def plot_run(path: str | Path, out_path: str | Path | None = None) -> Path:
+    """Write a PNG: reads in run order (mean current per read step) and every sweep's I-V."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    out = Path(out_path) if out_path is not None else path.with_suffix(".png")
+    attrs, steps = load_steps(path)
+    reads = [(name, a) for name, a in steps if not _is_sweep(a) and a["current_a"].size]
+    sweeps = [(name, a) for name, a in steps if _is_sweep(a)]
+    panels = int(bool(reads)) + int(bool(sweeps)) or 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
+    axes = list(axes[0])
+    title = f"{attrs.get('protocol_name', path.stem)} ({attrs.get('figure', '')})"
+    if reads:
+        ax = axes.pop(0)
+        i = np.array([np.mean(np.abs(a["current_a"])) for _, a in reads])
+        ax.semilogy(np.arange(len(i)), i, "o-", ms=3)
+        ax.set(xlabel="read step (run order)", ylabel="|I| mean (A)", title=title)
+        if len(reads) <= 12:
+            ax.set_xticks(range(len(reads)), [n.rsplit("/", 1)[-1] for n, _ in reads],
+                          rotation=45, ha="right", fontsize=7)
+    if sweeps:
+        ax = axes.pop(0)
+        for name, a in sweeps[:24]:
+            ax.plot(a["voltage_v"], np.abs(a["current_a"]) + 1e-15, ".-", ms=2, lw=0.8,
+                    label=name if len(sweeps) <= 8 else None)
+        ax.set_yscale("log")
+        ax.set(xlabel="V (V)", ylabel="|I| (A)", title=f"{title}: sweeps")
+        if len(sweeps) <= 8:
+            ax.legend(fontsize=7)
+    if not steps:
+        axes[0].text(0.5, 0.5, "no measured data in this run", ha="center")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

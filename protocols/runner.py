@@ -1,0 +1,394 @@
+"""Runner: execute a checked plan on an open instrument set, persisting each step to a run file.
+
+It maps the plan's action vocabulary 1:1 onto driver calls and knows nothing about simulation:
+real and simulated benches differ only in the bench file's VISA library. Every exit path (normal,
+exception, Ctrl-C, SIGTERM) ends with every instrument in its safe state and the file closed
+with an honest status; a killed run is continued by ``resume_run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendrolab import __version__
+from dendrolab.errors import DendrolabError, ProtocolError, RunFileError
+from instruments.bench_config import InstrumentSet, load_bench_config
+from protocols.library import resolve_protocol
+from protocols.plan import Plan, PlanStep, arb_waveform, compile_protocol, roles_from_bench_config
+from protocols.runfile import (
+    DatasetSpec,
+    InstrumentSpec,
+    RunLayout,
+    RunReader,
+    RunWriter,
+    StepSpec,
+    StepWriter,
+)
+from protocols.safety import RunInterrupted, signals_raise
+
+#: Dataset of a step that records nothing else: when it finished, host clock since run start.
+DONE_DATASET = "t_done_s"
+
+Progress = Callable[[PlanStep, float], None]
+
+
+@dataclass
+class RunInfo:
+    """Who and what a run is about (goes into the run file's attributes)."""
+
+    operator: str = field(default_factory=lambda: _user())
+    sample_id: str = ""
+    wafer_id: str = ""
+    die_id: str = ""
+    device_id: str | None = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:   # no login name in some containers
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout and metadata
+
+
+def layout_for(plan: Plan, instruments: InstrumentSet) -> RunLayout:
+    """Declare every step's datasets (from the plan) and each instrument's snapshot up front."""
+    steps = []
+    for s in plan.steps:
+        if s.records:
+            points = max(n for _, n in s.records.values())
+            datasets = tuple(DatasetSpec(name, units) for name, (units, _) in s.records.items())
+        else:
+            points, datasets = 1, (DatasetSpec(DONE_DATASET, "s"),)
+        steps.append(StepSpec(s.name, max(points, 1), datasets, instrument=s.role or "",
+                              params=dict(s.params)))
+    snapshots = []
+    for role, identity in instruments.identities().items():
+        driver = instruments[role]
+        snapshots.append(InstrumentSpec(
+            role, dataclasses.asdict(identity) if identity is not None else {},
+            _safe_settings(driver), after_capacity=64 * 1024))
+    return RunLayout(tuple(steps), tuple(snapshots))
+
+
+def _safe_settings(driver: Any) -> dict[str, Any]:
+    try:
+        return driver.settings()
+    except DendrolabError as exc:
+        return {"error": str(exc)}
+
+
+def _library_metadata(instruments: InstrumentSet) -> dict[str, Any]:
+    """Whatever the VISA library says about itself (a simulator reports its seed and models)."""
+    lib = getattr(instruments.rm, "visalib", None)
+    describe = getattr(lib, "run_metadata", None)
+    return dict(describe()) if callable(describe) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+
+
+class _Executor:
+    """Runs plan steps against drivers; one method per action."""
+
+    def __init__(self, plan: Plan, instruments: InstrumentSet, writer: RunWriter,
+                 t0: float) -> None:
+        self.plan, self.instruments, self.writer, self.t0 = plan, instruments, writer, t0
+
+    def driver(self, step: PlanStep) -> Any:
+        if step.role is None:
+            raise ProtocolError(f"step {step.name!r} names no instrument role")
+        return self.instruments.driver(step.role, step.channel)
+
+    def run(self, step: PlanStep) -> None:
+        handler = getattr(self, "_" + step.action.replace(".", "_"), None)
+        if handler is None:
+            raise ProtocolError(f"step {step.name!r}: action {step.action!r} is not supported")
+        with self.writer.step(step.index) as out:
+            handler(step, dict(step.params), out)
+            if not step.records:
+                out.append(time.perf_counter() - self.t0)
+
+    # -- SMU ---------------------------------------------------------------------------------
+    def _smu_setup(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        smu.configure_source_voltage(p["limit_a"], range_v=p.get("range_v"))
+        smu.configure_measure(nplc=p.get("nplc"), aperture_s=p.get("aperture_s"),
+                              range_a=p.get("range_a"))
+
+    def _smu_read(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        smu.set_voltage(p["level_v"])
+        smu.output_on()
+        if p.get("delay_s"):
+            time.sleep(p["delay_s"])
+        for _ in range(int(p.get("count", 1))):
+            r = smu.measure_iv()
+            out.append(r.voltage_v, r.current_a, time.perf_counter() - self.t0)
+        smu.set_voltage(0.0)
+        smu.output_off()
+
+    def _sweep_result(self, result: Any, out: StepWriter) -> None:
+        out.write_block(voltage_v=result.voltage_v, current_a=result.current_a,
+                        time_s=result.time_s)
+
+    def _smu_linear_sweep(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        self._sweep_result(smu.linear_sweep(p["start_v"], p["stop_v"], int(p["points"]),
+                                            delay_s=p.get("delay_s", 0.0)), out)
+        smu.output_off()
+
+    def _smu_list_sweep(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        self._sweep_result(smu.list_sweep(p["levels_v"], delay_s=p.get("delay_s", 0.0)), out)
+        smu.output_off()
+
+    def _smu_pulsed_sweep(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        self._sweep_result(smu.pulsed_list_sweep(p["levels_v"], width_s=p["width_s"],
+                                                 period_s=p["period_s"],
+                                                 base_v=p.get("base_v", 0.0)), out)
+        smu.output_off()
+
+    def _smu_off(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        smu = self.driver(step)
+        smu.set_voltage(0.0)
+        smu.output_off()
+
+    def _smu_write_verify(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        """Read G = I / V_read; within tolerance stop, else one SET or RESET pulse; repeat."""
+        smu = self.driver(step)
+        gate = None
+        if p.get("gate_role"):
+            gate = self.instruments.driver(p["gate_role"], p.get("gate_channel"))
+            gate.set_voltage(p["gate_v"])
+            gate.output_on()
+        target, tol = p["target_s"], p["tol_rel"]
+        try:
+            smu.set_voltage(p["v_read"])
+            smu.output_on()
+            for _ in range(int(p["max_pulses"]) + 1):
+                r = smu.measure_iv()
+                g = r.current_a / p["v_read"]
+                error = (g - target) / target
+                pulse_v = 0.0 if abs(error) <= tol else (p["v_set"] if error < 0 else
+                                                         p["v_reset"])
+                out.append(r.voltage_v, r.current_a, time.perf_counter() - self.t0, pulse_v)
+                if pulse_v == 0.0:
+                    break
+                smu.pulsed_list_sweep([pulse_v], width_s=p["width_s"],
+                                      period_s=p.get("period_s", 2 * p["width_s"]),
+                                      base_v=p["v_read"])
+                smu.set_voltage(p["v_read"])
+                smu.output_on()
+        finally:
+            smu.set_voltage(0.0)
+            smu.output_off()
+            if gate is not None:
+                gate.set_voltage(0.0)
+                gate.output_off()
+
+    # -- pulse generator ---------------------------------------------------------------------
+    def _pulse_train(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        gen = self.driver(step)
+        gen.pulse_train(p["high_v"], p["width_s"], p["period_s"], int(p["count"]),
+                        low_v=p.get("low_v", 0.0), edge_s=p.get("edge_s"))
+        gen.output_on()
+        gen.trigger()
+        gen.output_off()
+
+    def _pulse_arb(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        gen = self.driver(step)
+        gen.upload_arb(p["name"], arb_waveform(p), p["sample_rate_sa_s"])
+        gen.configure_burst(int(p.get("cycles", 1)))
+        gen.output_on()
+        gen.trigger()
+        gen.output_off()
+
+    # -- switch matrix and host ----------------------------------------------------------------
+    def _matrix_route(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        self.driver(step).route(p["row"], int(p["column"]), slot=int(p.get("slot", 1)),
+                                exclusive=bool(p.get("exclusive", False)))
+
+    def _matrix_open_all(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        self.driver(step).open_all()
+
+    def _wait(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        time.sleep(float(p["duration_s"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def prepare(protocol_ref: str | Path, bench_path: str | Path, *,
+            device: str | None = None) -> tuple[Plan, Any]:
+    """Load the bench file and compile the protocol against its roles: no instrument I/O."""
+    config = load_bench_config(bench_path)
+    protocol = resolve_protocol(protocol_ref)
+    plan = compile_protocol(protocol, roles_from_bench_config(config), device=device)
+    return plan, config
+
+
+def _execute(plan: Plan, instruments: InstrumentSet, writer: RunWriter, start: int,
+             progress: Progress | None, t0: float) -> None:
+    executor = _Executor(plan, instruments, writer, t0)
+    for step in plan.steps[start:]:
+        executor.run(step)
+        if progress is not None:
+            progress(step, step.duration_s)
+    instruments.check_errors()
+
+
+def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None) -> None:
+    """Safe state first (always), then the after-snapshots, then the file status."""
+    instruments.safe_state()
+    for role in list(instruments):
+        if role in instruments.config.roles:
+            try:
+                writer.set_settings_after(role, _safe_settings(instruments[role]))
+            except (DendrolabError, OSError):
+                pass
+    status = ("completed" if error is None else
+              "interrupted" if isinstance(error, (RunInterrupted, KeyboardInterrupt))
+              else "failed")
+    writer.close(status)
+
+
+def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
+                 out_path: str | Path | Callable[[Plan], Path], *,
+                 info: RunInfo | None = None, progress: Progress | None = None,
+                 on_plan: Callable[[Plan], None] | None = None) -> Path:
+    """Check, open the bench, run every step into a new run file; returns its path.
+
+    The plan is compiled and checked before any instrument is touched; a bad protocol or bench
+    file raises before I/O and writes nothing. ``out_path`` may be a function of the plan.
+    """
+    info = info or RunInfo()
+    plan, config = prepare(protocol_ref, bench_path, device=info.device_id)
+    out_path = Path(out_path(plan) if callable(out_path) else out_path)
+    if on_plan is not None:
+        on_plan(plan)
+    if out_path.exists():
+        raise RunFileError(f"{out_path} already exists; choose another name (runs are never "
+                           "overwritten; `dendrolab resume` continues an unfinished one)")
+    protocol_text = Path(plan.source).read_text() if Path(plan.source).is_file() else ""
+    with signals_raise(), InstrumentSet(config) as instruments:
+        meta = {
+            "uuid": str(uuid.uuid4()),
+            "start_time": datetime.now(timezone.utc).isoformat(),
+            "protocol": protocol_text,
+            "protocol_name": plan.protocol,
+            "figure": plan.figure,
+            "plan_hash": plan.hash,
+            "plan": plan.to_json(),
+            "bench_config": Path(bench_path).read_text(),
+            "bench_path": str(Path(bench_path).resolve()),
+            "visa_library": config.visa_library,
+            "software_version": __version__,
+            "operator": info.operator,
+            "sample_id": info.sample_id,
+            "wafer_id": info.wafer_id,
+            "die_id": info.die_id,
+            "device_id": plan.device or "",
+            **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
+        }
+        meta.pop("software_version")          # the writer records its own version
+        writer = RunWriter.create(out_path, meta, layout_for(plan, instruments))
+        error: BaseException | None = None
+        try:
+            _execute(plan, instruments, writer, 0, progress, time.perf_counter())
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(writer, instruments, error)
+    return out_path
+
+
+def resume_run(path: str | Path, *, progress: Progress | None = None,
+               on_plan: Callable[[Plan, int], None] | None = None) -> tuple[Path, int]:
+    """Continue an unfinished run in the same file from its first unfinished step.
+
+    Memristor operations are not idempotent: before continuing, the device is re-read (the
+    first read step's level on its SMU) and that reading is kept in the file's resume log.
+    Returns the path and the index of the step the run continued from.
+    """
+    path = Path(path)
+    with RunReader(path) as reader:
+        attrs = reader.attrs
+    try:
+        plan = Plan.from_json(str(attrs["plan"]))
+        bench_text = str(attrs["bench_config"])
+    except KeyError as exc:
+        raise RunFileError(f"{path}: not a run written by `dendrolab run` (no {exc})") from None
+    bench_path = Path(str(attrs.get("bench_path", "")))
+    if not bench_path.is_file() or bench_path.read_text() != bench_text:
+        raise RunFileError(f"{path}: the bench file {bench_path} is missing or changed since "
+                           "the run started; resume needs the same bench")
+    config = load_bench_config(bench_path)
+    writer = RunWriter.resume(path)
+    start = writer.next_step
+    if start is None:
+        writer.close("completed")
+        return path, len(plan.steps)
+    if on_plan is not None:
+        on_plan(plan, start)
+    with signals_raise(), InstrumentSet(config) as instruments:
+        error: BaseException | None = None
+        try:
+            _reread_device(plan, start, instruments, writer)
+            _execute(plan, instruments, writer, start, progress, time.perf_counter())
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(writer, instruments, error)
+    return path, start
+
+
+def _reread_device(plan: Plan, start: int, instruments: InstrumentSet,
+                   writer: RunWriter) -> None:
+    """Measure the device once before continuing, as the first read step of the plan does."""
+    setup = next((s for s in plan.steps if s.action == "smu.setup"), None)
+    read = next((s for s in plan.steps if s.action == "smu.read"), None)
+    if setup is None or read is None:
+        return
+    executor = _Executor(plan, instruments, writer, time.perf_counter())
+    smu = executor.driver(read)
+    p = dict(setup.params)
+    smu.configure_source_voltage(p["limit_a"], range_v=p.get("range_v"))
+    smu.configure_measure(nplc=p.get("nplc"), aperture_s=p.get("aperture_s"),
+                          range_a=p.get("range_a"))
+    smu.set_voltage(read.params["level_v"])
+    smu.output_on()
+    r = smu.measure_iv()
+    smu.set_voltage(0.0)
+    smu.output_off()
+    writer.log_event("resume_reread", {"before_step": plan.steps[start].name,
+                                       "voltage_v": r.voltage_v, "current_a": r.current_a,
+                                       "time": datetime.now(timezone.utc).isoformat()})
+
+
+def read_points(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every step's datasets of a run file (for quick checks and tests)."""
+    with RunReader(path) as reader:
+        return {s.name: dict(reader.step(s.name).arrays) for s in reader.steps}
+
+
+__all__ = ["RunInfo", "layout_for", "prepare", "read_points", "resume_run", "run_protocol"]
+
