@@ -1,0 +1,1 @@
+"""Tests of the protocols package: run files (writer, reader, journal, crash safety)."""
