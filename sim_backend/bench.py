@@ -258,7 +258,8 @@ class Bench:
             if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
                 i = limit_a if i > 0 else -limit_a
                 v = dut.voltage_at(i)
-                slot.v = v       # the clamped voltage is what the device sees
+                if not dut.self_limiting:
+                    slot.v = v   # the clamped voltage is what the device sees from now on
                 tripped = True
             total_i += i
             v_dev = v

@@ -62,6 +62,7 @@ class DendriteDut:
 
     kind = "dendrite"
     limit_a: float | None = None
+    self_limiting = False
 
     def __init__(self, array: DendriteArray) -> None:
         if array.n != 1:
@@ -180,6 +181,7 @@ class SynapseDut:
 
     kind = "synapse"
     limit_a: float | None = None
+    self_limiting = False
 
     def __init__(self, array: SynapseArray) -> None:
         self.array = array
@@ -229,6 +231,9 @@ class SomaDut:
     """
 
     kind = "soma"
+    #: The compliance enters the switching rule itself (``iv_sweep``): the bench keeps the
+    #: programmed level as the device's drive instead of substituting the clamped voltage.
+    self_limiting = True
 
     def __init__(self, array: SomaArray) -> None:
         self.array = array
@@ -267,6 +272,7 @@ class UnitDut:
 
     kind = "unit"
     limit_a: float | None = None
+    self_limiting = False
 
     def __init__(self, unit: DendriteSomaUnit) -> None:
         self.unit = unit

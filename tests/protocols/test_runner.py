@@ -1,0 +1,165 @@
+"""Every built-in protocol on the simulated bench reproduces the qualitative result of its figure.
+
+Runs go through the real stack: plan -> drivers -> pyvisa -> @dendrosim -> HDF5 -> reader.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvisa
+
+from dendrolab.cli import _sim_bench
+from dendrolab.errors import ProtocolError
+from protocols.library import builtin_names
+from protocols.runfile import RunReader
+from protocols.runner import read_points, run_protocol
+from protocols.safety import RunInterrupted
+
+BENCH = _sim_bench()
+RUN_DIR: list[Path] = []
+
+
+def fresh_bench():
+    """The cached simulator library, reset: every run starts from relaxed devices."""
+    lib = pyvisa.ResourceManager("@dendrosim").visalib
+    lib.reset()
+    return lib
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    out = tmp_path_factory.mktemp("runs")
+    RUN_DIR.append(out)
+    data = {}
+    for name in builtin_names():
+        fresh_bench()
+        path = run_protocol(name, BENCH, out / f"{name}.h5")
+        with RunReader(path) as reader:
+            assert reader.status == "completed"
+            assert all(s.status == "done" for s in reader.steps)
+        data[name] = read_points(path)
+    return data
+
+
+def mean_i(points, pattern: str) -> list[float]:
+    return [float(np.mean(a["current_a"])) for name, a in points.items()
+            if re.search(pattern, name) and "current_a" in a]
+
+
+def test_ed2a_amplitude_filtering(runs):
+    after = mean_i(runs["dendrite-amplitude-sweep"], r"after_")
+    base = mean_i(runs["dendrite-amplitude-sweep"], r"baseline")[0]
+    assert after[0] / base < 1.1             # 2 V pulses barely move the state
+    assert after[-1] / base > 4              # 5 V pulses switch it on
+    assert after[-1] > after[len(after) // 2] > after[0]
+
+
+def test_ed2b_temporal_integration_grows_with_pulse_count(runs):
+    responses = mean_i(runs["dendrite-integration"], r"response")
+    assert responses[-1] > responses[0]
+
+
+def test_ed3_inhibition_lowers_the_state(runs):
+    exc = mean_i(runs["dendrite-inhibition"], r"after_excitatory")
+    inh = mean_i(runs["dendrite-inhibition"], r"after_inhibition")
+    assert all(i < e for i, e in zip(inh, exc, strict=True))
+
+
+def test_ed3d_switch_on_then_relaxation_to_off(runs):
+    for name, a in runs["dendrite-relaxation"].items():
+        if "off_on_relax" not in name:
+            continue
+        v, i = a["voltage_v"], a["current_a"]
+        off, tail = i[:5].mean(), i[v == 2.0][5:]
+        assert tail[0] > 3 * off                  # ON right after the switch
+        assert np.all(np.diff(tail[:8]) < 0)      # decays (later points are within read noise)
+        assert tail[-1] < 1.3 * off               # back to OFF
+
+
+def test_ed2c_on_state_iv_is_above_off_state(runs):
+    points = runs["dendrite-iv"]
+    off = mean_i(points, r"off_state_iv")[0]
+    on = mean_i(points, r"on_state_iv")[0]
+    assert on > 2 * off
+
+
+def test_ed7c_soma_threshold_above_hold(runs):
+    """The up-sweep switches ON at a higher level than the down-sweep releases (V_th > V_hold)."""
+    with RunReader(RUN_DIR[0] / "soma-iv.h5") as reader:
+        sweeps = [(reader.step(s.index)["current_a"], np.asarray(s.params["levels_v"]))
+                  for s in reader.steps if "levels_v" in s.params and s.rows > 10]
+    assert sweeps
+    for i, levels in sweeps:
+        peak = int(np.argmax(levels))
+        on = i > 5 * np.abs(levels) / 200e3 + 1e-9      # far above the OFF branch V / R_off
+        up_on = levels[:peak + 1][on[:peak + 1]]
+        down_on = levels[peak:][on[peak:]]
+        assert up_on.size and down_on.size
+        assert up_on.min() > down_on.min()
+
+
+def test_ed7d_unit_fires_only_above_an_amplitude_window(runs):
+    currents = mean_i(runs["unit-firing"], r"pulses")
+    assert len(currents) == 5
+    assert currents[-1] > 5 * currents[0]
+    assert currents[-1] / currents[-2] > 1.5      # superlinear once the soma fires
+
+
+def test_synapse_write_verify_reaches_targets(runs):
+    for name, a in runs["synapse-write-verify"].items():
+        if "pulse_v" in a:
+            target = float(re.search(r"target_s=([0-9.e+-]+)", name).group(1))
+            g = a["current_a"][-1] / 0.2
+            assert abs(g - target) / target <= 0.05
+            assert a["pulse_v"][-1] == 0.0
+
+
+def test_endurance_has_200_stable_cycles(runs):
+    responses = mean_i(runs["dendrite-endurance"], r"response")
+    assert len(responses) >= 200
+    first, last = np.mean(responses[:50]), np.mean(responses[-50:])
+    assert abs(last - first) / first < 0.05
+
+
+def test_survey_reads_every_routed_device(runs):
+    reads = mean_i(runs["dendrite-survey"], r".")
+    assert len(reads) >= 4 and all(r > 0 for r in reads)
+
+
+def test_bad_protocol_fails_before_any_instrument_io(tmp_path, monkeypatch):
+    from instruments import bench_config
+
+    def no_io(self):
+        raise AssertionError("instruments were opened for a bad protocol")
+
+    monkeypatch.setattr(bench_config.InstrumentSet, "open", no_io)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(str(BENCH)).read_text().replace("visa_library", "x") and
+                   "protocol: bad\ndevice: d1\ninstruments: {smu: smu}\n"
+                   "limits: {voltage_max_v: 1, current_max_a: 1e-3, energy_max_j: 1}\n"
+                   "steps:\n  - smu_setup: {role: smu, compliance_a: 1e-4, nplc: 0.01}\n"
+                   "  - read: {role: smu, v: 5.0}\n")
+    with pytest.raises(ProtocolError, match=r"bad.yaml:\d+"):
+        run_protocol(bad, BENCH, tmp_path / "never.h5")
+    assert not (tmp_path / "never.h5").exists()
+
+
+def test_sigint_mid_run_leaves_every_source_off(tmp_path):
+    lib = fresh_bench()
+
+    def ctrl_c_mid_run(step, _duration) -> None:
+        if step.index == 60:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted):
+        run_protocol("dendrite-endurance", BENCH, tmp_path / "int.h5", progress=ctrl_c_mid_run)
+    assert lib.bench.levels == {}                     # no terminal sources anything
+    with RunReader(tmp_path / "int.h5") as reader:
+        assert reader.status == "interrupted"
+        assert 0 < sum(s.status == "done" for s in reader.steps) < len(reader.steps)
