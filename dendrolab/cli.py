@@ -214,13 +214,16 @@ def plot(run_file: Path, out_path: Path | None) -> None:
 @click.option("--preset", default="li2020-original", show_default=True,
               help="Device model preset or YAML model file.")
 def demo(out_dir: Path, preset: str) -> None:
-    """Run the physics demo on the simulated devices and write a plot.
+    """Run the main job on the simulated bench and write runs, plots and a report.
 
-    Shows the paper's dendrite behaviour (amplitude filtering, temporal integration, relaxation,
-    inhibition), soma firing and the dendrite-soma unit, from the device models alone.
+    Runs the paper's experiments as built-in protocols through the @dendrosim VISA library
+    into one HDF5 file each, plots every run, writes report.md, and adds the physics figure
+    of the device models alone (amplitude filtering, integration, relaxation, soma, unit).
     """
-    from dendrolab.demo import run_physics_demo
+    from dendrolab.demo import run_bench_demo, run_physics_demo
 
+    for line in run_bench_demo(out_dir, _sim_bench()):
+        click.echo(line)
     for line in run_physics_demo(out_dir, preset):
         click.echo(line)
 

@@ -123,3 +123,37 @@ def run_physics_demo(out_dir: Path, preset: str = "li2020-original") -> Iterator
     fig.savefig(path, dpi=110)
     plt.close(fig)
     yield f"wrote {path}"
+
+
+#: Built-in protocols the demo runs on the simulated bench, in order.
+DEMO_PROTOCOLS = ("dendrite-amplitude-sweep", "dendrite-integration", "dendrite-inhibition",
+                  "dendrite-relaxation", "dendrite-iv", "soma-iv", "unit-firing",
+                  "synapse-write-verify")
+
+
+def run_bench_demo(out_dir: Path, bench: Path,
+                   protocols: tuple[str, ...] = DEMO_PROTOCOLS) -> Iterator[str]:
+    """Run real protocols through the bench into HDF5 run files, plot each, write report.md."""
+    from analysis.plots import plot_run
+    from analysis.runs import describe_run
+    from protocols.runner import run_protocol
+
+    runs_dir = Path(out_dir) / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    report = ["# dendrolab demo report", "",
+              f"Bench: `{bench}`. Each run is one HDF5 file; `dendrolab inspect FILE` shows it.",
+              ""]
+    for name in protocols:
+        path = runs_dir / f"{name}.h5"
+        path.unlink(missing_ok=True)
+        run_protocol(name, bench, path)
+        png = plot_run(path)
+        summary = describe_run(path)
+        status = next(x for x in summary if x.startswith("status")).split(";")[0].split()[-1]
+        steps = next(x for x in summary if x.startswith("steps:"))
+        yield f"{name}: {status}, {steps}, {path}"
+        report += [f"## {name}", "", f"![{name}]({png.relative_to(out_dir)})", "", "```",
+                   *summary[:6], "```", ""]
+    report += ["## Device models alone", "", "![physics](physics.png)", ""]
+    (Path(out_dir) / "report.md").write_text("\n".join(report))
+    yield f"wrote {Path(out_dir) / 'report.md'}"
