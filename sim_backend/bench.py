@@ -10,9 +10,9 @@ dendrite-soma unit, plus ``gate`` for a 1T1R synapse); each instrument terminal 
 connects to ports directly or through switch-matrix crosspoints. A port's voltage is the sum of the
 levels of the sources connected to it whose output is on (an output that is off is open).
 
-Host time: with ``host_time: wall`` (default) the real time between two host commands passes on
-the bench, as it would in a lab, so a PC-timed wait lets devices relax; ``latency`` advances only
-``host_latency_s`` per command, for fully deterministic runs.
+Host time: every host command costs ``host_latency_s`` of bench time; with ``host_time: wall``
+(default) a host idle for ``host_idle_s`` or longer (a PC-timed wait) lets that real time pass on
+the bench too, as in a lab, so devices relax; ``latency`` never uses real time (deterministic).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class Bench:
     def __init__(self, config: Mapping[str, Any] | None = None, *,
                  base_dir: Path | None = None) -> None:
         cfg = _mapping(config, "bench")
-        known = {"seed", "models", "noise", "host_latency_s", "host_time", "wafer_id", "devices",
-                 "wiring"}
+        known = {"seed", "models", "noise", "host_latency_s", "host_time", "host_idle_s",
+                 "wafer_id", "devices", "wiring"}
         unknown = set(cfg) - known
         if unknown:
             raise ParameterError(f"bench: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -83,6 +83,7 @@ class Bench:
             raise ParameterError(f"bench.host_time = {self.host_time!r}: must be 'wall' (the "
                                  "time between host commands passes on the bench) or 'latency' "
                                  "(only host_latency_s per command: deterministic)")
+        self.host_idle_s = _float(cfg.get("host_idle_s", 2e-3), "bench.host_idle_s")
         self._host_mark: float | None = None
         models_src = cfg.get("models")
         if isinstance(models_src, str) and base_dir is not None and models_src.endswith(
@@ -157,12 +158,16 @@ class Bench:
             self.now_s += dt_s
 
     def host_command(self) -> None:
-        """A host command arrived: advance by the host latency, or by the real time since the
-        previous command ended if longer (``host_time: wall``), so PC-timed waits pass here too.
+        """A host command arrived: advance the clock by the host latency, or (``host_time:
+        wall``) by the real time since the previous command ended when the host was idle for at
+        least ``host_idle_s`` (a deliberate PC-timed wait), so such waits pass on the bench too.
+        Shorter gaps are Python overhead and count as the fixed latency: runs stay reproducible.
         """
         dt = self.host_latency_s
         if self.host_time == "wall" and self._host_mark is not None:
-            dt = max(dt, time.perf_counter() - self._host_mark)
+            gap = time.perf_counter() - self._host_mark
+            if gap >= self.host_idle_s:
+                dt = max(dt, gap)
         self.advance(dt)
 
     def host_done(self) -> None:

@@ -113,13 +113,16 @@ def test_host_time_modes():
     b.host_done()
     b.host_command()
     assert b.now_s == pytest.approx(2e-3)
-    wall = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=0.0)
+    wall = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=1e-4, host_idle_s=5e-3)
     wall.host_command()
+    wall.host_done()
+    wall.host_command()                      # a short gap counts as the latency only
+    assert wall.now_s == pytest.approx(2e-4)
     wall.host_done()
     import time
 
     time.sleep(0.01)
-    wall.host_command()
+    wall.host_command()                      # a deliberate wait passes on the bench
     assert wall.now_s >= 0.01
 
 
