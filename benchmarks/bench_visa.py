@@ -8,13 +8,14 @@ set-V/read-I pair <= 20 us; 10 000-point ``:TRAC:DATA?`` <= 12 ms (pyvisa-sim ~2
 from __future__ import annotations
 
 import tempfile
-import time
 import textwrap
+import time
 from pathlib import Path
 
 import pyvisa
 
 SMU = "USB0::0x05E6::0x2450::04488850::INSTR"
+B2900 = "TCPIP0::192.0.2.13::inst0::INSTR"
 N_POINTS = 10_000
 
 
@@ -57,9 +58,36 @@ def plain_sim_yaml(folder: Path) -> Path:
     return path
 
 
-def open_smu(library: str):
+def b2900_bench_yaml(folder: Path) -> Path:
+    """A bench with a B2902A whose channel 1 drives a dendrite (the default bench wires it to
+    the synapse cell, whose one-device physics runs on numpy and dominates a spot reading)."""
+    text = textwrap.dedent("""\
+        spec: "1.1"
+        bench:
+          seed: 1
+          models: li2020-original
+          devices:
+            d1: {kind: dendrite, die: 0, device: 0}
+          wiring:
+            array_smu/1: d1
+        devices:
+          b2902:
+            eom:
+              TCPIP INSTR: {q: "\\n", r: "\\n"}
+            error: ERROR
+            dialogues:
+              - {q: "*IDN?", r: "Keysight Technologies,B2902A,MY51143745,3.4.2011.5100"}
+        resources:
+          TCPIP0::192.0.2.13::inst0::INSTR: {device: b2902, model: keysight_b2900, name: array_smu}
+        """)
+    path = folder / "b2900.yaml"
+    path.write_text(text)
+    return path
+
+
+def open_smu(library: str, address: str = SMU):
     rm = pyvisa.ResourceManager(library)
-    res = rm.open_resource(SMU, read_termination="\n", write_termination="\n", timeout=2000)
+    res = rm.open_resource(address, read_termination="\n", write_termination="\n", timeout=2000)
     res.chunk_size = 1 << 20
     return rm, res
 
@@ -87,6 +115,23 @@ def main() -> None:
         rows.append(("set V + read I (write, then query)", t_sim, t_ds))
         t_ds1 = per_call(lambda: ds.query(":SOUR:VOLT 0.2;:READ?"), n)
         rows.append(("set V + read I (one compound query)", None, t_ds1))
+        extra = []
+        t_sim = per_call(lambda: sim.write(":SOUR:VOLT 0.200000"), n)
+        t_ds = per_call(lambda: ds.write(":SOUR:VOLT 0.2"), n)
+        extra.append(("write :SOUR:VOLT 0.2 (no reply)", t_sim, t_ds))
+
+        rm_b, b29 = open_smu(f"{b2900_bench_yaml(Path(tmp))}@dendrosim", B2900)
+        b29.write(":SOUR1:FUNC:MODE VOLT;:SENS1:CURR:PROT 1e-3;:SENS1:CURR:APER 2e-4;:OUTP1 ON")
+        t_b = per_call(lambda: b29.query(":SOUR1:VOLT 0.2;:MEAS:CURR? (@1)"), n)
+        extra.append(("B2900 set V + measure I, dendrite (compound)", None, t_b))
+        assert b29.query(":SYST:ERR?") == '+0,"No error"'
+        b29.close()
+        rm_b.close()
+        b29 = rm_ds.open_resource(B2900, read_termination="\n", write_termination="\n")
+        b29.write(":SOUR1:FUNC:MODE VOLT;:SENS1:CURR:PROT 1e-3;:SENS1:CURR:APER 2e-4;:OUTP1 ON")
+        t_b = per_call(lambda: b29.query(":SOUR1:VOLT 0.2;:MEAS:CURR? (@1)"), 200)
+        extra.append(("  same on the default bench (synapse c1)", None, t_b))
+        b29.close()
 
         ds.write(f':SOUR:SWE:VOLT:LIN 0,0.5,{N_POINTS},0,1,BEST,OFF,OFF,"defbuffer1"')
         ds.write(":INIT")
@@ -98,16 +143,17 @@ def main() -> None:
         rows.append((f"{N_POINTS}-point :TRAC:DATA? (READ,REL)", t_sim, t_ds))
         t_parse = per_call(lambda: ds.query_ascii_values(cmd, container=list), 3)
         rows.append(("  same, parsed by query_ascii_values", None, t_parse))
+        pair, static_pair = rows[2][2], rows[1][1]
+        rows.extend(extra)
 
         print(f"{'case':44s} {'pyvisa-sim':>14s} {'@dendrosim':>14s} {'ratio':>8s}")
         for label, a, b in rows:
             a_txt = f"{a * 1e6:11.1f} us" if a is not None else " " * 14
             ratio = f"{a / b:7.1f}x" if a is not None else ""
             print(f"{label:44s} {a_txt} {b * 1e6:11.1f} us {ratio}")
-        pair = rows[2][2]
         print(f"\nfull-physics set-V/read-I pair: {pair * 1e6:.1f} us "
               f"({1 / pair:,.0f} points/s); plain pyvisa-sim static pair: "
-              f"{rows[1][1] * 1e6:.1f} us")
+              f"{static_pair * 1e6:.1f} us")
         sim.close()
         ds.close()
         rm_sim.close()

@@ -340,6 +340,9 @@ _MULTIPLIERS = {
     "M": 1e-3, "U": 1e-6, "N": 1e-9, "P": 1e-12, "F": 1e-15, "A": 1e-18,
 }  # fmt: skip
 _NONDECIMAL = {"H": 16, "Q": 8, "B": 2}
+#: Parameter text -> value of plain decimal numbers (no suffix), the common case.
+_DECIMALS: dict[str, float] = {}
+_DECIMALS_MAX = 4096
 _choice_cache: dict[tuple[str, ...], list[tuple[re.Pattern[str], str]]] = {}
 
 
@@ -398,6 +401,36 @@ def parse_number(
     Out of ``[minimum, maximum]``: -222, or clipped when ``clip``. ``integer`` rounds to ``int``.
     Errors: -104 wrong data type, -109 empty, -120/-121 malformed, -138 suffix, -224 keyword.
     """
+    value: float | None = _DECIMALS.get(text)
+    if value is None:
+        value, final = _parse_value(text, minimum, maximum, default, keywords, integer, unit)
+        if final:
+            return value  # a keyword, or MIN/MAX/DEF resolved: no range check
+    if minimum is not None and value < minimum:
+        if not clip:
+            raise ScpiError(-222)
+        value = minimum
+    if maximum is not None and value > maximum:
+        if not clip:
+            raise ScpiError(-222)
+        value = maximum
+    return round(value) if integer else value
+
+
+def _parse_value(
+    text: str,
+    minimum: float | None,
+    maximum: float | None,
+    default: float | None,
+    keywords: Iterable[str],
+    integer: bool,
+    unit: str | None,
+) -> tuple[Any, bool]:
+    """The number ``text`` stands for, and True when it is final (no range check).
+
+    Plain decimal numbers without a suffix (the common case) are remembered in ``_DECIMALS``:
+    their value depends on the text alone.
+    """
     kind = _data_type(text)
     if kind == "empty":
         raise ScpiError(-109)
@@ -425,11 +458,11 @@ def parse_number(
             if kw is None:
                 raise ScpiError(-224 if keywords else -104)
             if kw == "INF":
-                return math.inf
+                return math.inf, True
             if kw == "NINF":
-                return -math.inf
-            return kw
-        return round(value) if integer else value
+                return -math.inf, True
+            return kw, True
+        return (round(value) if integer else value), True
     if text[0] == "#":
         base = _NONDECIMAL.get(text[1:2].upper())
         if base is None:
@@ -460,17 +493,13 @@ def parse_number(
                     raise ScpiError(-131)
             else:
                 raise ScpiError(-131)
+        else:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[text] = value
     if math.isnan(value):
         raise ScpiError(-120)
-    if minimum is not None and value < minimum:
-        if not clip:
-            raise ScpiError(-222)
-        value = minimum
-    if maximum is not None and value > maximum:
-        if not clip:
-            raise ScpiError(-222)
-        value = maximum
-    return round(value) if integer else value
+    return value, False
 
 
 def parse_bool(text: str) -> bool:
@@ -530,6 +559,22 @@ def parse_choice(text: str, options: Sequence[str], *, quoted: bool | None = Fal
 
 def parse_channel_list(text: str) -> list[int]:
     """``(@1)``, ``(@1,2)``, ``(@1:3)`` (``(@3:1)`` counts down) -> channel numbers."""
+    hit = _CHANNEL_LISTS.get(text)
+    if hit is not None:
+        return list(hit)
+    out = _parse_channel_list(text)
+    if len(out) <= 64:
+        if len(_CHANNEL_LISTS) >= _CACHE_LIMIT:
+            _CHANNEL_LISTS.clear()
+        _CHANNEL_LISTS[text] = tuple(out)
+    return out
+
+
+#: Channel-list text -> channels (short lists), as parsed by :func:`_parse_channel_list`.
+_CHANNEL_LISTS: dict[str, tuple[int, ...]] = {}
+
+
+def _parse_channel_list(text: str) -> list[int]:
     kind = _data_type(text)
     if kind == "empty":
         raise ScpiError(-109)
@@ -684,6 +729,7 @@ class Command:
 _HEADER_CHARS = re.compile(r"[A-Z0-9:*?_]+")
 _HEADER_SHAPE = re.compile(r"\*[A-Z]+\??|(?::[A-Z][A-Z0-9_]*)+\??")
 _CACHE_LIMIT = 4096
+_PLAN_TEXT_MAX = 256  # longer messages and units (lists, blocks) are not cached
 
 
 class ScpiInstrument:
@@ -720,6 +766,9 @@ class ScpiInstrument:
 
     _scpi_entries: ClassVar[list[_Entry]] = []
     _scpi_cache: ClassVar[dict[str, tuple[_Entry, tuple[int, ...]]]] = {}
+    #: absolute unit text -> prepared step; whole message -> steps (see :meth:`handle`).
+    _scpi_units: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    _scpi_plans: ClassVar[dict[str | bytes, tuple[tuple[Any, ...], ...]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -745,6 +794,8 @@ class ScpiInstrument:
             entries.append(_Entry(template, func, nargs, sfx or cls.suffix_range))
         cls._scpi_entries = entries
         cls._scpi_cache = {}
+        cls._scpi_units = {}
+        cls._scpi_plans = {}
 
     def __init__(self, idn: str | None = None) -> None:
         if idn is not None:
@@ -813,7 +864,48 @@ class ScpiInstrument:
 
     # -- dispatch --------------------------------------------------------------------------
     def handle(self, message: str | bytes) -> bytes | None:
-        """Execute one program message; return the whole reply (with termination) or None."""
+        """Execute one program message; return the whole reply (with termination) or None.
+
+        Dispatch is cached: an absolute unit (``:SOUR:VOLT 0.2``) maps to a prepared step
+        (handler, header, suffixes, parameters), and a short message whose every unit
+        prepared cleanly maps to its list of steps. A step depends only on the text (and, for
+        a relative unit, on the path the message set before it), never on instrument state,
+        so a replay executes exactly what a fresh parse would.
+        """
+        try:
+            plan = self._scpi_plans.get(message)
+        except TypeError:  # bytearray
+            plan = None
+        if plan is None:
+            return self._handle_parse(message)
+        replies: list[bytes] = []
+        for func, key, suffixes, raw, args, _path in plan:
+            cmd = Command(self, key, suffixes, raw)
+            if args is not None:
+                cmd._args = list(args)
+            try:
+                result = func(self, cmd)
+            except ScpiError as e:
+                self.push_error(e.code, e.message)
+                if self.stop_on_error or -199 <= e.code <= -100:
+                    break
+                continue
+            if result is not None:
+                if type(result) is bytes:
+                    replies.append(result)
+                elif isinstance(result, (bytes, bytearray)):
+                    replies.append(bytes(result))
+                else:
+                    replies.append(str(result).encode("latin-1", "replace"))
+        if not replies:
+            return None
+        if len(replies) == 1:
+            return replies[0] + self._term
+        return b";".join(replies) + self._term
+
+    def _handle_parse(self, message: str | bytes | bytearray) -> bytes | None:
+        """:meth:`handle` without a cached plan: split, prepare each unit, execute; record the
+        plan when every unit prepared (resolution and parameter count) without an error."""
         text = message.decode("latin-1") if isinstance(message, (bytes, bytearray)) else message
         error: ScpiError | None = None
         if ";" not in text:
@@ -824,41 +916,41 @@ class ScpiInstrument:
             units = text.split(";")
         replies: list[bytes] = []
         path = ":"
-        cache = self._scpi_cache
+        unit_cache = self._scpi_units
+        steps: list[tuple[Any, ...]] | None = (
+            [] if error is None and len(text) <= _PLAN_TEXT_MAX
+            and isinstance(message, (str, bytes))
+            else None
+        )
         for unit in units:
-            parts = unit.split(None, 1)
-            if not parts:
-                continue  # empty unit: trailing ';' or blank message
-            h = parts[0].upper()
-            c0 = h[0]
-            if c0 == ":":
-                key = h[1:] if h[1:2] == "*" else h
-            elif c0 == "*":
-                key = h
-            else:
-                key = path + h
+            step = unit_cache.get(unit)
+            if step is None:
+                try:
+                    step = self._prepare(unit, path)
+                except ScpiError as e:
+                    self.push_error(e.code, e.message)
+                    steps = None
+                    if self.stop_on_error or -199 <= e.code <= -100:
+                        error = None
+                        break
+                    continue
+                if step is None:
+                    continue  # empty unit: trailing ';' or blank message
+            func, key, suffixes, raw, args, new_path = step
+            if new_path is not None:
+                path = new_path
+            if steps is not None:
+                steps.append(step)
+            cmd = Command(self, key, suffixes, raw)
+            if args is not None:
+                cmd._args = list(args)
             try:
-                hit = cache.get(key)
-                if hit is None:
-                    hit = self._resolve(key)
-                entry, suffixes = hit
-                if key[0] != "*":
-                    path = key[: key.rfind(":") + 1]
-                raw = parts[1] if len(parts) > 1 else ""
-                if raw and "#" not in raw:
-                    raw = raw.rstrip()
-                cmd = Command(self, key, suffixes, raw)
-                if entry.hi is not None or entry.lo:
-                    n = len(cmd.args) if raw else 0
-                    if n < entry.lo:
-                        raise ScpiError(-109)
-                    if entry.hi is not None and n > entry.hi:
-                        raise ScpiError(-108)
-                result = entry.func(self, cmd)
+                result = func(self, cmd)
             except ScpiError as e:
                 self.push_error(e.code, e.message)
                 if self.stop_on_error or -199 <= e.code <= -100:
                     error = None
+                    steps = None  # the units after this one were not prepared
                     break
                 continue
             if result is not None:
@@ -868,9 +960,60 @@ class ScpiInstrument:
                     replies.append(str(result).encode("latin-1", "replace"))
         if error is not None:
             self.push_error(error.code, error.message)
+        if steps is not None:
+            plans = self._scpi_plans
+            if len(plans) >= _CACHE_LIMIT:
+                plans.clear()
+            plans[message] = tuple(steps)
         if not replies:
             return None
         return b";".join(replies) + self._term
+
+    def _prepare(self, unit: str, path: str) -> tuple[Any, ...] | None:
+        """One program-message unit as a step ``(func, header, suffixes, raw, args, path)``.
+
+        ``args``: the split parameters when the parameter count was checked (None: split
+        lazily); ``path``: the header path the unit sets (None for a common command). Returns
+        None for an empty unit; raises the unit's command error (-1xx). Absolute units are
+        cached (their step does not depend on ``path``).
+        """
+        parts = unit.split(None, 1)
+        if not parts:
+            return None
+        h = parts[0].upper()
+        c0 = h[0]
+        if c0 == ":":
+            key = h[1:] if h[1:2] == "*" else h
+        elif c0 == "*":
+            key = h
+        else:
+            key = path + h
+        hit = self._scpi_cache.get(key)
+        if hit is None:
+            hit = self._resolve(key)
+        entry, suffixes = hit
+        new_path = key[: key.rfind(":") + 1] if key[0] != "*" else None
+        raw = parts[1] if len(parts) > 1 else ""
+        if raw and "#" not in raw:
+            raw = raw.rstrip()
+        args: tuple[str, ...] | None = None
+        if not raw:
+            args = ()
+        if entry.hi is not None or entry.lo:
+            if raw:
+                args = tuple(split_arguments(raw))
+            n = len(args) if args is not None else 0
+            if n < entry.lo:
+                raise ScpiError(-109)
+            if entry.hi is not None and n > entry.hi:
+                raise ScpiError(-108)
+        step = (entry.func, key, suffixes, raw, args, new_path)
+        if c0 in ":*" and len(unit) <= _PLAN_TEXT_MAX:
+            units = self._scpi_units
+            if len(units) >= _CACHE_LIMIT:
+                units.clear()
+            units[unit] = step
+        return step
 
     def _resolve(self, key: str) -> tuple[_Entry, tuple[int, ...]]:
         """Match a header against the compiled templates (cache miss path)."""

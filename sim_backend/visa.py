@@ -73,17 +73,27 @@ class ModelDevice:
         self._out: deque[bytes] = deque()
 
     def write(self, data: bytes) -> None:
-        self._in += data
-        if not self._in.endswith(self.eom):
+        eom = self.eom
+        pending = self._in
+        if pending:
+            pending += data
+            if not pending.endswith(eom):
+                return
+            message = bytes(pending)
+        elif data.endswith(eom):
+            message = bytes(data)  # the usual case: one whole message per write, no copy
+        else:
+            pending += data
             return
-        message = bytes(self._in)
         if not self.tsp and b"#" in message and _block_incomplete(message):
+            if not pending:
+                pending += message
             return
-        self._in.clear()
+        pending.clear()
         bench = self.bench
         with bench.lock:
             bench.host_command()
-            reply = self.model.handle(message[:-len(self.eom)])
+            reply = self.model.handle(message[:-len(eom)])
             bench.host_done()
         if reply:
             self._out.append(reply)
@@ -181,19 +191,22 @@ class DendroSimVisaLibrary(SimVisaLibrary):
         return sid, status
 
     def write(self, session, data):
-        sess = self.sessions.get(session)
-        dev = getattr(sess, "device", None)
+        dev = getattr(self.sessions.get(session), "device", None)
         if isinstance(dev, ModelDevice):
             dev.write(bytes(data))
             return len(data), _SUCCESS
         return super().write(session, data)
 
     def read(self, session, count):
-        sess = self.sessions.get(session)
-        dev = getattr(sess, "device", None)
+        dev = getattr(self.sessions.get(session), "device", None)
         if isinstance(dev, ModelDevice):
-            if not dev._out:
+            out = dev._out
+            if not out:
                 raise errors.VisaIOError(constants.VI_ERROR_TMO)
-            chunk, end = dev.read_chunk(count)
-            return chunk, (_SUCCESS if end else _MORE)
+            head = out[0]
+            if len(head) <= count:  # ModelDevice.read_chunk, inlined: the reply in one piece
+                out.popleft()
+                return head, _SUCCESS
+            out[0] = head[count:]
+            return head[:count], _MORE
         return super().read(session, count)

@@ -218,33 +218,36 @@ class KeysightB2900Sim(ScpiInstrument):
     # -- measurement core --------------------------------------------------------------------
     def _row(self, ch: _Channel, s: Sample, t_start: float, level: float) -> tuple[float, ...]:
         """One data row (ELEMENTS order) from a bench sample; updates ranges and trip state."""
-        func = ch.smu.func
-        stat = STAT_CURRENT_SOURCE if func == "CURR" else 0
-        if s.in_compliance:
+        stat = STAT_CURRENT_SOURCE if ch.smu.func == "CURR" else 0
+        compliance = s.in_compliance
+        if compliance:
             stat |= STAT_COMPLIANCE
-        values = {"VOLT": s.v_v, "CURR": s.i_a}
-        for name, table in (("VOLT", V_RANGES), ("CURR", self.i_ranges)):
-            if name not in ch.sense:
-                values[name] = math.nan
-            elif ch.meas_auto[name]:
-                r = pick_range(table, values[name])
-                ch.meas_range[name] = r if r is not None else table[-1]
-            elif abs(values[name]) > ch.meas_range[name] * 1.05:
-                values[name] = OVERFLOW
-                stat |= STAT_OVERFLOW
-        if "RES" in ch.sense:
+        sense, meas_auto, meas_range = ch.sense, ch.meas_auto, ch.meas_range
+        v = s.v_v
+        if "VOLT" not in sense:
+            v = math.nan
+        elif meas_auto["VOLT"]:
+            r = pick_range(V_RANGES, v)
+            meas_range["VOLT"] = r if r is not None else V_RANGES[-1]
+        elif abs(v) > meas_range["VOLT"] * 1.05:
+            v = OVERFLOW
+            stat |= STAT_OVERFLOW
+        i = s.i_a
+        if "CURR" not in sense:
+            i = math.nan
+        elif meas_auto["CURR"]:
+            table = self.i_ranges
+            r = pick_range(table, i)
+            meas_range["CURR"] = r if r is not None else table[-1]
+        elif abs(i) > meas_range["CURR"] * 1.05:
+            i = OVERFLOW
+            stat |= STAT_OVERFLOW
+        if "RES" in sense:
             res = s.v_v / s.i_a if s.i_a else OVERFLOW
         else:
             res = math.nan
-        ch.tripped = s.in_compliance
-        return (
-            values["VOLT"],
-            values["CURR"],
-            res,
-            t_start - self.timer_origin,
-            float(stat),
-            level,
-        )
+        ch.tripped = compliance
+        return (v, i, res, t_start - self.timer_origin, float(stat), level)
 
     def _spot(self, ch: _Channel) -> None:
         """One measurement at the immediate (DC) level: ``:MEASure?``."""
@@ -413,11 +416,14 @@ class KeysightB2900Sim(ScpiInstrument):
 
     def _data(self, chans: list[int], elements: tuple[str, ...], latest: bool) -> bytes:
         """Rows of the listed channels interleaved per point (missing points are NaN)."""
-        idx = [ELEMENTS.index(e) for e in elements]
         if latest and len(chans) == 1 and self.form == "ASC":  # spot-reading fast path
             rows = self.chans[chans[0]].data
             if rows:
-                return ",".join(_nr3(rows[-1][i]) for i in idx).encode()
+                last = rows[-1]
+                if len(elements) == 1:
+                    return _nr3(last[ELEMENTS.index(elements[0])]).encode()
+                return ",".join(_nr3(last[ELEMENTS.index(e)]) for e in elements).encode()
+        idx = [ELEMENTS.index(e) for e in elements]
         tables = []
         for c in chans:
             rows = self.chans[c].data
@@ -912,7 +918,8 @@ class KeysightB2900Sim(ScpiInstrument):
         func = _fn(cmd)
         for c in chans:
             ch = self.chans[c]
-            ch.sense = ch.sense | {func}
+            if func not in ch.sense:  # (sense sets are replaced, never changed in place)
+                ch.sense = ch.sense | {func}
             self._spot(ch)
         return self._data(chans, (func,), latest=True)
 

@@ -23,7 +23,14 @@ from sim_backend.instruments.smu_common import (
     line_frequency,
     pick_range,
 )
-from sim_backend.scpi import Command, ScpiError, ScpiInstrument, parse_choice, scpi
+from sim_backend.scpi import (
+    Command,
+    ScpiError,
+    ScpiInstrument,
+    parse_choice,
+    parse_number,
+    scpi,
+)
 
 V_RANGES = (0.02, 0.2, 2.0, 20.0, 200.0)
 I_RANGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -56,6 +63,12 @@ _ROW_INDEX = {"READ": 0, "SOUR": 1, "REL": 2, "STAT": 3, "SOURSTAT": 4}
 _UNITS = ("Amp DC", "Volt DC", "Ohm")  # unit codes 0, 1, 2
 _SENSE_FUNCS = {"CURR": 0, "VOLT": 1, "RES": 2}
 _SENSE_NAMES = {0: '"CURR:DC"', 1: '"VOLT:DC"', 2: '"RES"'}
+_SENSE_KEYS = ("CURR", "VOLT", "RES")
+_NCOLS = 7  # values per reading (_Buffer.NAMES)
+_FLUSH_VALUES = _NCOLS * 4096
+_READ_ONLY = ("READ",)
+#: ``:FORM:ASC:PREC`` -> format spec of ASCII readings (0: the default 7 significant digits).
+_ASCII_SPECS = {p: f".{p - 1 if p else 6}E" for p in range(17)}
 
 
 def _fn(cmd: Command) -> str:
@@ -73,9 +86,14 @@ def _e(value: float) -> str:
 
 
 class _Buffer:
-    """One reading buffer: columns in numpy arrays, a ring when the fill mode is continuous."""
+    """One reading buffer: columns in numpy arrays, a ring when the fill mode is continuous.
 
-    __slots__ = ("alloc", "capacity", "cols", "count", "fill", "start")
+    Single readings (``append``) first collect in a flat list (``_flat``, row after row) and
+    reach the columns in one numpy operation when the buffer is read, extended, full, or holds
+    4096 of them: ``count`` includes them; ``cols`` is current after ``_flush``.
+    """
+
+    __slots__ = ("_flat", "alloc", "capacity", "cols", "count", "fill", "start")
 
     NAMES = ("read", "sour", "t", "stat", "sstat", "unit", "sunit")
 
@@ -89,6 +107,7 @@ class _Buffer:
         self.cols = [np.empty(0) for _ in self.NAMES]
         self.count = 0
         self.start = 0
+        self._flat: list[float] = []
 
     def _grow(self, needed: int) -> None:
         size = min(self.capacity, max(1024, 2 * needed))
@@ -102,8 +121,25 @@ class _Buffer:
         self.cols = cols
         self.alloc = size
 
+    def _flush(self) -> None:
+        """Move the readings collected by ``append`` into the columns."""
+        flat = self._flat
+        if not flat:
+            return
+        data = np.array(flat, dtype=float).reshape(-1, _NCOLS)
+        flat.clear()
+        k = len(data)
+        n0 = self.count - k  # pending readings follow the stored ones (start is 0)
+        self.count = n0
+        if n0 + k > self.alloc:
+            self._grow(n0 + k)
+        for j, c in enumerate(self.cols):
+            c[n0 : n0 + k] = data[:, j]
+        self.count = n0 + k
+
     def extend(self, rows: list[tuple[float, ...]]) -> None:
         """Store readings (tuples in ``NAMES`` order), oldest first."""
+        self._flush()
         k = len(rows)
         if not k:
             return
@@ -141,24 +177,43 @@ class _Buffer:
     def append(self, row: tuple[float, ...]) -> None:
         """Store one reading (the spot-reading fast path of ``extend``)."""
         n = self.count
-        if self.start or n >= self.capacity:
-            self.extend([row])
+        cap = self.capacity
+        if n < cap and not self.start:
+            if len(row) != _NCOLS:
+                raise ValueError(f"a reading has {_NCOLS} values, not {len(row)}")
+            flat = self._flat
+            flat.extend(row)
+            self.count = n + 1
+            if len(flat) >= _FLUSH_VALUES:
+                self._flush()
             return
-        if n >= self.alloc:
-            self._grow(n + 1)
+        if self.fill == "ONCE" or cap <= 1:
+            self.extend([row])  # ONCE and full: dropped
+            return
+        # continuous fill, full: the reading replaces the oldest one (extend's ring, k = 1)
+        self._flush()
+        self._grow(cap)
+        pos = (self.start + n) % cap
         for c, v in zip(self.cols, row, strict=True):
-            c[n] = v
-        self.count = n + 1
+            c[pos] = v
+        self.start = (self.start + max(0, n + 1 - cap)) % cap
+        self.count = min(cap, n + 1)
 
     def rows(self, first: int, last: int) -> list[np.ndarray]:
         """Columns of readings ``first..last`` (1-based, inclusive, oldest = 1)."""
+        self._flush()
         if self.start == 0:
             return [c[first - 1 : last] for c in self.cols]
         idx = (self.start + np.arange(first - 1, last)) % self.alloc
         return [c[idx] for c in self.cols]
 
     def t_first(self) -> float:
-        return float(self.cols[2][self.start]) if self.count else 0.0
+        if not self.count:
+            return 0.0
+        flat = self._flat
+        if len(flat) == _NCOLS * self.count:  # every reading still pending
+            return float(flat[2])
+        return float(self.cols[2][self.start])
 
 
 class Keithley2450Sim(ScpiInstrument):
@@ -241,19 +296,18 @@ class Keithley2450Sim(ScpiInstrument):
         return self.nplc[name] / self.line_frequency_hz
 
     def _source_delay(self) -> float:
-        f = self.ch.func
+        ch = self.ch
+        f = ch.func
         if not self.src_delay_auto[f]:
             return self.src_delay[f]
         if f == "CURR":
             return AUTO_DELAY_I
-        return AUTO_DELAY_V200 if self._src_range_now() > 20.0 else AUTO_DELAY_V
-
-    def _src_range_now(self) -> float:
-        f = self.ch.func
-        if self.src_auto[f]:
-            r = pick_range(V_RANGES if f == "VOLT" else I_RANGES, self.ch.level)
-            return r if r is not None else (V_RANGES if f == "VOLT" else I_RANGES)[-1]
-        return self.src_range[f]
+        if self.src_auto["VOLT"]:  # the voltage source range in use
+            r = pick_range(V_RANGES, ch.level_v)
+            rng = r if r is not None else V_RANGES[-1]
+        else:
+            rng = self.src_range["VOLT"]
+        return AUTO_DELAY_V200 if rng > 20.0 else AUTO_DELAY_V
 
     def _buffer(self, cmd: Command, index: int) -> tuple[str, _Buffer]:
         name = cmd.string(index) if cmd.has(index) else "defbuffer1"
@@ -276,43 +330,36 @@ class Keithley2450Sim(ScpiInstrument):
             self._elements_cache[key] = hit
         return hit[1]
 
-    def _check_level(self, func: str, value: float) -> None:
-        top = V_MAX if func == "VOLT" else I_MAX
-        if abs(value) > top:
-            raise ScpiError(-222)
-        if not self.src_auto[func] and abs(value) > self.src_range[func] * 1.05:
-            raise ScpiError(-222)
-
     # -- measurement -----------------------------------------------------------------------
     def _record(self, s: Sample, level: float) -> tuple[float, ...]:
         """One buffer row from a bench sample (reading by the sense function, source value)."""
         ch = self.ch
         sense = self.sense
-        if sense == 0:
-            value = s.i_a
-        elif sense == 1:
-            value = s.v_v
-        else:
-            value = s.v_v / s.i_a if s.i_a else OVERFLOW
-        name = ("CURR", "VOLT", "RES")[sense]
         stat = STAT_FRONT
-        if self.meas_auto[name]:
-            r = pick_range(I_RANGES if sense == 0 else V_RANGES, value) if sense < 2 else None
-            if r is not None:
-                self.meas_range[name] = r
-        elif sense < 2 and abs(value) > self.meas_range[name] * 1.05:
-            value, stat = OVERFLOW, STAT_FRONT | STAT_QUESTIONABLE
+        if sense == 2:
+            value = s.v_v / s.i_a if s.i_a else OVERFLOW  # no auto range, no overflow check
+        else:
+            value = s.i_a if sense == 0 else s.v_v
+            name = "CURR" if sense == 0 else "VOLT"
+            if self.meas_auto[name]:
+                r = pick_range(I_RANGES if sense == 0 else V_RANGES, value)
+                if r is not None:
+                    self.meas_range[name] = r
+            elif abs(value) > self.meas_range[name] * 1.05:
+                value, stat = OVERFLOW, STAT_FRONT | STAT_QUESTIONABLE
         func = ch.func
-        if self.readback[func] and ch.output:
+        output = ch.output
+        compliance = s.in_compliance
+        if self.readback[func] and output:
             sour = s.v_v if func == "VOLT" else s.i_a
             sstat = SSTAT_READBACK
         else:
             sour, sstat = level, 0
-        if s.in_compliance:
+        if compliance:
             sstat |= SSTAT_LIMIT
-        if ch.output:
+        if output:
             sstat |= SSTAT_OUTPUT
-        self.tripped = s.in_compliance
+        self.tripped = compliance
         return (value, sour, s.t_s, stat, sstat, sense, 1 if func == "VOLT" else 0)
 
     def _take(self, n: int, buf: _Buffer) -> tuple[float, ...]:
@@ -322,8 +369,8 @@ class Keithley2450Sim(ScpiInstrument):
             if ch.output:
                 self.bench.advance(self._source_delay())
             self._delay_pending = False
-        aperture = self._aperture()
-        level = ch.level
+        aperture = self.nplc[_SENSE_KEYS[self.sense]] / self.line_frequency_hz
+        level = ch.level_v if ch.func == "VOLT" else ch.level_a
         if n == 1:
             row = self._record(ch.measure(aperture), level)
             buf.append(row)
@@ -334,8 +381,14 @@ class Keithley2450Sim(ScpiInstrument):
 
     def _reply_row(self, buf: _Buffer, row: tuple[float, ...], elements: tuple[str, ...]) -> bytes:
         """Reply for one reading (``:READ?``, ``:MEAS?``): plain formatting when ASCII."""
+        if elements == _READ_ONLY and self.form == "ASC":  # the spot-reading loop
+            spec = _ASCII_SPECS.get(self.precision)
+            if spec is not None:
+                return format(row[0], spec).encode()
         if self.form == "ASC" and all(e in _ROW_INDEX for e in elements):
-            spec = f".{self.precision - 1 if self.precision else 6}E"
+            spec = _ASCII_SPECS.get(self.precision)
+            if spec is None:
+                spec = f".{self.precision - 1 if self.precision else 6}E"
             out = []
             for e in elements:
                 v = row[_ROW_INDEX[e]]
@@ -484,8 +537,11 @@ class Keithley2450Sim(ScpiInstrument):
     def _level(self, cmd: Command) -> None:
         func = _fn(cmd)
         top = V_MAX if func == "VOLT" else I_MAX
-        value = cmd.number(0, minimum=-top, maximum=top, default=0.0)
-        self._check_level(func, value)
+        value = parse_number(cmd.arg(0), minimum=-top, maximum=top, default=0.0)
+        if abs(value) > top or (
+            not self.src_auto[func] and abs(value) > self.src_range[func] * 1.05
+        ):
+            raise ScpiError(-222)  # beyond the model maximum, or the fixed source range
         ch = self.ch
         if func == "VOLT":
             ch.level_v = value
@@ -494,7 +550,10 @@ class Keithley2450Sim(ScpiInstrument):
         if func == ch.func:
             self._delay_pending = True
             if ch.output:
-                ch.apply()
+                if func == "VOLT":  # ch.apply(), inlined for the voltage source
+                    ch.bench.source(ch.terminal, value)
+                else:
+                    ch.apply()
 
     @scpi(":SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude]?", nargs=0)
     @scpi(":SOURce[1]:CURRent[:LEVel][:IMMediate][:AMPLitude]?", nargs=0)
@@ -834,8 +893,14 @@ class Keithley2450Sim(ScpiInstrument):
     # -- reading ---------------------------------------------------------------------------
     @scpi(":READ?", nargs=(0, 15))
     def _read_q(self, cmd: Command) -> bytes:
-        _, buf = self._buffer(cmd, 0)
-        elements = self._elements(cmd, 1)
+        if cmd.raw:
+            _, buf = self._buffer(cmd, 0)
+            elements = self._elements(cmd, 1)
+        else:  # plain :READ? (the spot-reading loop): defbuffer1, READ
+            buf = self.buffers.get("defbuffer1")
+            if buf is None:
+                raise ScpiError(-224, "Illegal parameter value")
+            elements = _READ_ONLY
         row = self._take(self.count, buf)
         return self._reply_row(buf, row, elements)
 

@@ -49,7 +49,7 @@ def pick_range(ranges: Sequence[float], value: float) -> float | None:
 # Bench channel
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     """One measurement: device current and voltage, compliance flag, start time (bench clock)."""
 
