@@ -1,0 +1,216 @@
+"""Reader for dendrolab HDF5 run files, including files left behind by a killed writer.
+
+It trusts only rows the journal vouches for and never writes to the file. Layout: docs/runfile.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dendrolab.errors import RunFileError
+from protocols.runfile_layout import (
+    RUN_CODES,
+    RUN_STATUSES,
+    STEP_DONE,
+    STEP_STATUSES,
+    group_name,
+    open_checked,
+    pick_record,
+    step_entry,
+    step_groups,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class InstrumentSnapshot:
+    """Identity and settings before/after; ``settings_after`` is None if never (fully) written."""
+
+    name: str
+    identity: dict[str, Any]
+    settings_before: dict[str, Any]
+    settings_after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """A step's declaration and journal state; ``rows`` counts only persisted rows."""
+
+    index: int
+    name: str
+    status: str
+    rows: int
+    n_points: int
+    blocks: int
+    attempts: int
+    started: str | None
+    updated: str | None
+    instrument: str
+    params: dict[str, Any]
+    units: dict[str, str]
+    dtypes: dict[str, np.dtype]
+
+
+@dataclass(frozen=True)
+class StepData:
+    """A step's persisted rows as numpy arrays, with the units of each dataset."""
+
+    info: StepInfo
+    arrays: dict[str, np.ndarray]
+    units: dict[str, str]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace").rstrip("\0") if isinstance(value, bytes) else str(value)
+
+
+def _iso(ns: int) -> str | None:
+    if ns <= 0:
+        return None
+    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _json_or_none(raw: Any) -> dict[str, Any] | None:
+    try:
+        text = _text(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
+        return json.loads(text) if text else None
+    except (ValueError, UnicodeDecodeError):
+        return None  # torn by a kill while it was being written
+
+
+class RunReader:
+    """Read-only view of a run file: attributes, instrument snapshots, steps and their arrays.
+
+    ``live=True`` opens without HDF5 file locking, to look at a file a writer still holds.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, live: bool = False) -> None:
+        self.path = Path(path)
+        self._h5 = open_checked(self.path, "r", **({"locking": False} if live else {}))
+        try:
+            self._load()
+        except (KeyError, ValueError, OSError) as exc:
+            self._h5.close()
+            raise RunFileError(f"{self.path} does not follow the run-file layout: {exc}") from exc
+
+    def _load(self) -> None:
+        h5 = self._h5
+        json_keys = set(filter(None, _text(h5.attrs.get("json_keys", "")).split(",")))
+        attrs: dict[str, Any] = {}
+        for key, value in h5.attrs.items():
+            if isinstance(value, (bytes, np.bytes_)):
+                value = _text(value)
+            elif isinstance(value, np.generic):
+                value = value.item()
+            if key in json_keys:
+                value = json.loads(value)
+            attrs[key] = value
+        self.attrs = attrs
+        self.layout_version = int(attrs["dendrolab_layout"])
+        self.uuid = str(attrs.get("uuid", ""))
+        status = attrs.get("status", "")
+        if status not in RUN_STATUSES:  # only a torn in-place update could do this: ask the journal
+            rec = pick_record(h5["journal/run"][()])
+            codes = {v: k for k, v in RUN_CODES.items()}
+            status = codes.get(int(rec[1]), "running") if rec is not None else "running"
+        self.status: str = status
+        self.instruments: dict[str, InstrumentSnapshot] = {}
+        for name, g in h5["instruments"].items():
+            self.instruments[name] = InstrumentSnapshot(
+                name, json.loads(g.attrs["identity"]),
+                _json_or_none(g["settings_before"][0]) or {},
+                _json_or_none(g["settings_after"][0]))
+        self._gnames = step_groups(h5)
+        journal = h5["journal/steps"][()]
+        if journal.shape[0] != len(self._gnames):
+            raise RunFileError(f"{self.path}: journal has {journal.shape[0]} steps, the file "
+                               f"{len(self._gnames)}")
+        self._entries = [step_entry(slots) for slots in journal]
+        self._infos: dict[int, StepInfo] = {}
+
+    @property
+    def steps(self) -> list[StepInfo]:
+        """Every step in plan order (read on first use, so opening a long run stays quick)."""
+        return [self._info(i) for i in range(len(self._gnames))]
+
+    def _info(self, i: int) -> StepInfo:
+        if i in self._infos:
+            return self._infos[i]
+        g, e = self._h5["steps"][self._gnames[i]], self._entries[i]
+        if int(g.attrs["index"]) != i:
+            raise RunFileError(f"{self.path}: step group {self._gnames[i]!r} is out of order")
+        names = _text(g.attrs["datasets"]).split(",")
+        info = StepInfo(
+            index=i, name=_text(g.attrs["name"]), status=STEP_STATUSES[e.status], rows=e.rows,
+            n_points=int(g.attrs["n_points"]), blocks=e.blocks, attempts=e.attempts,
+            started=_iso(e.started_ns), updated=_iso(e.updated_ns),
+            instrument=_text(g.attrs["instrument"]), params=json.loads(g.attrs["params"]),
+            units={n: _text(g[n].attrs["units"]) for n in names},
+            dtypes={n: g[n].dtype for n in names})
+        self._infos[i] = info
+        return info
+
+    @property
+    def next_step(self) -> int | None:
+        """Index of the first step that is not done (where a resume would continue)."""
+        return next((i for i, e in enumerate(self._entries) if e.status != STEP_DONE), None)
+
+    def _index(self, key: int | str) -> int:
+        if isinstance(key, str):
+            for i, gname in enumerate(self._gnames):
+                if gname == group_name(i, key) and self._info(i).name == key:
+                    return i
+            raise RunFileError(f"{self.path} has no step named {key!r}")
+        if not 0 <= key < len(self._gnames):
+            raise RunFileError(f"{self.path}: step index {key} out of range")
+        return int(key)
+
+    def step(self, key: int | str) -> StepData:
+        """The persisted rows of a step: main datasets, plus the staging tail of a running step."""
+        i = self._index(key)
+        info, e = self._info(i), self._entries[i]
+        g = self._h5["steps"][self._gnames[i]]
+        main_rows = e.rows if e.status == STEP_DONE else min(e.main_rows, e.rows)
+        tail = self._h5["journal/tail"].get(self._gnames[i])
+        arrays = {}
+        for name in info.units:
+            part = g[name][:main_rows]
+            if e.rows > main_rows and tail is not None:
+                part = np.concatenate([part, tail[name][: e.rows - main_rows]])
+            arrays[name] = part
+        return StepData(info, arrays, dict(info.units))
+
+    def to_dataframe(self, key: int | str) -> pd.DataFrame:
+        """A step as a DataFrame, one column per dataset; units go to ``df.attrs['units']``."""
+        import pandas as pd
+
+        data = self.step(key)
+        columns = {n: (a if a.ndim == 1 else list(a)) for n, a in data.arrays.items()}
+        frame = pd.DataFrame(columns)
+        frame.attrs["units"] = dict(data.units)
+        frame.attrs["step"] = data.info.name
+        return frame
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
