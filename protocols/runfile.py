@@ -70,6 +70,11 @@ class RunWriter:
         self._entries = [step_entry(s) for s in self._jsteps[()]] if layout.steps else []
         rec = pick_record(self._jrun[()])
         self._run = [int(v) for v in rec[:5]] if rec is not None else [0, 1, 0, 0, 0]
+        self._events = h5["journal"].get("events")
+        self._next_event = 0
+        if self._events is not None:  # after the last used slot (a torn one counts as used)
+            used = np.flatnonzero(self._events[()] != b"")
+            self._next_event = int(used[-1]) + 1 if used.size else 0
         self._active: StepWriter | None = None
         self._closed = False
         self.reset_step: int | None = None
@@ -140,6 +145,9 @@ class RunWriter:
         h5.attrs.modify("status", np.array(b"running", dtype=STATUS_DTYPE))
         h5.attrs.modify("stop_time", np.array(b"", dtype=TIME_DTYPE))
         writer._sync()
+        if writer._events is not None and writer._next_event < writer._events.shape[0]:
+            writer.log_event("resume", {"reset_step": writer.reset_step,
+                                        "next_step": writer.next_step})
         return writer
 
     # -- state -------------------------------------------------------------------------------
@@ -199,6 +207,22 @@ class RunWriter:
             raise RunFileError(f"settings_after of {instrument!r} is {len(payload)} bytes; "
                                f"{ds.dtype.itemsize} were reserved (raise after_capacity)")
         ds[0] = np.array(payload, dtype=ds.dtype)
+        self._sync()
+
+    def log_event(self, kind: str, data: Mapping[str, Any] | None = None) -> None:
+        """Record a JSON event (e.g. the device re-read before a resume); durable on return."""
+        self._check_open()
+        if self._events is None:
+            raise RunFileError(f"{self.path} has no event log (made by an older writer)")
+        payload = to_json({"kind": kind, "logged": now_iso(), **(data or {})}).encode("utf-8")
+        if len(payload) > self._events.dtype.itemsize:
+            raise RunFileError(f"event {kind!r} is {len(payload)} bytes; slots hold "
+                               f"{self._events.dtype.itemsize} (RunLayout.event_bytes)")
+        if self._next_event >= self._events.shape[0]:
+            raise RunFileError(f"the event log of {self.path} is full "
+                               f"({self._events.shape[0]} slots, RunLayout.event_slots)")
+        self._events[self._next_event] = np.array(payload, dtype=self._events.dtype)
+        self._next_event += 1
         self._sync()
 
     def close(self, status: str = "completed") -> None:

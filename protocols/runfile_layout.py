@@ -90,6 +90,8 @@ class RunLayout:
     instruments: tuple[InstrumentSpec, ...] = ()
     compression: str | None = "gzip"
     gzip_level: int = 1
+    event_slots: int = 128  # pre-allocated event log: slots of event_bytes JSON each
+    event_bytes: int = 1024
 
 
 def row_bytes(step: StepSpec) -> int:
@@ -194,6 +196,8 @@ def validate_layout(layout: RunLayout) -> None:
                 raise RunFileError(f"dataset {d.name!r}: dtype {d.dtype!r} unknown") from exc
             if kind not in _NUMERIC_KINDS:
                 raise RunFileError(f"dataset {d.name!r}: dtype {d.dtype!r} is not numeric or bool")
+    if layout.event_slots < 0 or layout.event_bytes < 1:
+        raise RunFileError("event_slots must be >= 0 and event_bytes >= 1")
     inames = [i.name for i in layout.instruments]
     for name in inames:
         _check_name("instrument", name)
@@ -306,7 +310,8 @@ def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, versio
         cap = inst.after_capacity or max(65536, 4 * len(before))
         # shape (1,), not (): h5py ignores dcpl (early allocation) for scalar datasets
         g.create_dataset("settings_before", data=np.array([before], dtype=f"S{len(before)}"))
-        g.create_dataset("settings_after", shape=(1,), dtype=f"S{cap}", dcpl=_early())
+        after = g.create_dataset("settings_after", shape=(1,), dtype=f"S{cap}", dcpl=_early())
+        after[0] = b""  # explicit zeros: early allocation alone may hand out reused bytes
     steps = h5.create_group("steps")
     tails = h5.create_group("journal/tail")
     for index, step in enumerate(layout.steps):
@@ -342,6 +347,11 @@ def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, versio
     jsteps = journal.create_dataset("steps", shape=(len(layout.steps), 2, NFIELDS), dtype="<i8",
                                     dcpl=_early())
     jrun = journal.create_dataset("run", shape=(2, NFIELDS), dtype="<i8", dcpl=_early())
+    ev_dtype = f"S{layout.event_bytes}"
+    events = journal.create_dataset("events", shape=(layout.event_slots,), dtype=ev_dtype,
+                                    dcpl=_early())
+    if layout.event_slots:
+        events[:] = np.zeros(layout.event_slots, dtype=ev_dtype)
     now = time.time_ns()
     if layout.steps:
         jsteps[:, 1, :] = record([1, STEP_PENDING, 0, 0, 0, 0, 0, now])
@@ -367,7 +377,10 @@ def read_layout(h5: h5py.File) -> RunLayout:
         insts.append(InstrumentSpec(name, json.loads(g.attrs["identity"]),
                                     json.loads(g["settings_before"][0] or b"{}"),
                                     g["settings_after"].dtype.itemsize))
-    return RunLayout(tuple(steps), tuple(insts), compression)
+    events = h5["journal"].get("events")
+    slots, size = (0, 0) if events is None else (events.shape[0], events.dtype.itemsize)
+    return RunLayout(tuple(steps), tuple(insts), compression, event_slots=slots,
+                     event_bytes=size)
 
 
 def open_checked(path: str | os.PathLike[str], mode: str, **kw: Any) -> h5py.File:

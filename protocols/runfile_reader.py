@@ -106,6 +106,9 @@ class RunReader:
         except (KeyError, ValueError, OSError) as exc:
             self._h5.close()
             raise RunFileError(f"{self.path} does not follow the run-file layout: {exc}") from exc
+        except BaseException:
+            self._h5.close()
+            raise
 
     def _load(self) -> None:
         h5 = self._h5
@@ -204,6 +207,13 @@ class RunReader:
         frame.attrs["units"] = dict(data.units)
         frame.attrs["step"] = data.info.name
         return frame
+
+    def events(self) -> list[dict[str, Any]]:
+        """The run's event log in order (each has 'kind' and 'logged'); torn slots are skipped."""
+        log = self._h5["journal"].get("events")
+        if log is None:
+            return []
+        return [e for e in (_json_or_none(raw) for raw in log[()] if raw) if e is not None]
 
     def close(self) -> None:
         self._h5.close()

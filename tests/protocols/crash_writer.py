@@ -76,6 +76,7 @@ def child(path: str) -> None:
                 "protocol": "crash test plan\n", "operator": "crash_writer", "sim_seed": 1}
         writer = RunWriter.create(path, meta, layout(), max_block_s=0.002)
         _say("C")
+        writer.log_event("started", {"pid": os.getpid()})
     start = writer.next_step
     for i in range(len(PLAN) if start is None else start, len(PLAN)):
         _, _, produce, _, mode, biggest = PLAN[i]
@@ -185,6 +186,8 @@ def check_file(path: Path, rep: Reported) -> dict[str, int]:
             for got, want in zip((data["voltage_v"], data["current_a"], data["index"]),
                                  expected(i, np.arange(info.rows)), strict=True):
                 np.testing.assert_array_equal(got, want)
+        kinds = [e["kind"] for e in reader.events()]
+        assert set(kinds) <= {"started", "resume"}, kinds
         if rep.completed:
             assert reader.status == "completed"
         assert reader.status in ("running", "completed")

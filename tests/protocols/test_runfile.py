@@ -179,6 +179,8 @@ def test_layout_is_exactly_as_documented(run_path):
         assert f["steps/0000_form"].attrs["storage"] == "contiguous"
         assert f["steps/0001_sweep"].attrs["storage"] == "chunked"
         assert f["journal/steps"].shape == (4, 2, NFIELDS) and f["journal/run"].shape == (2, 10)
+        assert f["journal/events"].shape == (128,) and f["journal/events"].dtype == "S1024"
+        assert set(f["journal"]) == {"steps", "run", "events", "tail"}
         fields = f["journal"].attrs["step_fields"].split(",")
         assert fields[:3] == ["seq", "status", "rows"] and fields[-1] == "crc32"
         for i, rows in enumerate([50, 50_000, 3000, 12_345]):  # the plain-h5py recipe in the doc
@@ -303,6 +305,7 @@ def test_data_is_flushed_before_the_journal_vouches_for_it(run_path, monkeypatch
     monkeypatch.setattr(h5py.Dataset, "__setitem__", setitem)
     monkeypatch.setattr(RunWriter, "_sync", sync)
     run = RunWriter.create(run_path, meta(), layout(), max_block_s=0.0)
+    events.clear()  # creation builds the file aside and renames it: atomic, nothing to order
     write_all(run, upto=2)
     with run.step("pulses") as step:
         for k in range(600):
@@ -472,6 +475,25 @@ def test_status_attribute(run_path, tmp_path):
         write_all(run, upto=2)  # leaving with steps pending cannot be 'completed'
     with h5py.File(tmp_path / "p.h5", "r") as f:
         assert f.attrs["status"] == b"interrupted" and f.attrs["stop_time"].endswith(b"Z")
+
+
+def test_event_log(run_path):
+    lay = RunLayout(layout().steps, event_slots=3, event_bytes=200)
+    run = RunWriter.create(run_path, meta(), lay)
+    run.log_event("note", {"text": "probe re-landed"})
+    with pytest.raises(RunFileError, match="bytes"):
+        run.log_event("big", {"text": "x" * 300})
+    abandon(run)
+    run = RunWriter.resume(run_path)  # logs a 'resume' event itself
+    run.log_event("resume_reread", {"current_a": 1.5e-6})
+    with pytest.raises(RunFileError, match="full"):
+        run.log_event("one too many")
+    run.close("interrupted")
+    with RunReader(run_path) as r:
+        events = r.events()
+    assert [e["kind"] for e in events] == ["note", "resume", "resume_reread"]
+    assert events[0]["text"] == "probe re-landed" and events[1]["next_step"] == 0
+    assert events[2]["current_a"] == 1.5e-6 and events[2]["logged"].endswith("Z")
 
 
 def test_journal_slot_torn_by_a_kill_falls_back(run_path):
