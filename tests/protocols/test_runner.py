@@ -213,3 +213,18 @@ def test_sigkill_mid_run_then_resume_completes_without_gaps_or_duplicates(tmp_pa
         assert sum(s.attempts > 1 for s in steps) <= 1   # only the step cut by the kill re-ran
         events = reader.events()
         assert any(e["kind"] == "resume_reread" for e in events)
+
+
+def test_ed1_positive_pulses_excite_negative_do_not(runs):
+    base = mean_i(runs["dendrite-pm-pulses"], r"^baseline")[0]
+    pos, neg = mean_i(runs["dendrite-pm-pulses"], r"response")
+    assert pos > 3 * base                   # +5 V train switches the dendrite on
+    assert neg < 1.2 * base                 # -5 V train leaves it off (inhibitory)
+    assert mean_i(runs["dendrite-pm-pulses"], r"after_exc_then_inh")[0] < pos
+
+
+def test_generic_read_and_iv_sweep_record_what_they_declare(runs):
+    for name in ("read", "iv-sweep"):
+        arrays = [a for a in runs[name].values() if "current_a" in a]
+        assert arrays and all(a["current_a"].size == a["voltage_v"].size > 0 for a in arrays)
+        assert all(np.all(np.isfinite(a["current_a"])) for a in arrays)
