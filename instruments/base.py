@@ -48,6 +48,10 @@ def fmt_list(values: Sequence[float], spec: str = ".9g") -> str:
 
 def parse_floats(reply: str) -> list[float]:
     """Split a reply on commas, semicolons, tabs or spaces and convert every field to float."""
+    try:  # common case: comma-separated numbers (float() ignores surrounding whitespace)
+        return [float(p) for p in reply.split(",")]
+    except ValueError:
+        pass
     parts = [p for p in re.split(r"[,;\s]+", reply.strip()) if p]
     try:
         return [float(p) for p in parts]
@@ -66,6 +70,46 @@ def parse_bool(reply: str) -> bool:
         return float(text) != 0.0
     except ValueError as exc:
         raise InstrumentError(f"expected a boolean reply, got {reply!r}") from exc
+
+
+# Compiled command templates: template text -> ``str.format`` pattern (None: the template has an
+# invalid ``$`` placeholder and goes through ``Template.substitute`` for its exact error).
+_COMPILED: dict[str, str | None] = {}
+_COMPILED_MAX = 4096  # entries; list sweeps fill values into templates, so bound the cache
+_COMPILE_TEXT_MAX = 512  # longer texts (filled lists) are not cached
+
+
+def _compile(step: str) -> str | None:
+    """Translate a ``string.Template`` into an equivalent ``str.format`` pattern."""
+    out = []
+    pos = 0
+    for m in Template.pattern.finditer(step):
+        out.append(step[pos : m.start()].replace("{", "{{").replace("}", "}}"))
+        name = m.group("named") or m.group("braced")
+        if name is not None:
+            out.append("{" + name + "}")
+        elif m.group("escaped") is not None:
+            out.append("$")
+        else:
+            return None
+        pos = m.end()
+    out.append(step[pos:].replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
+
+
+def render(step: str, mapping: Mapping[str, Any]) -> str:
+    """``Template(step).substitute(mapping)``, with the template compiled once per text."""
+    try:
+        pattern = _COMPILED[step]
+    except KeyError:
+        pattern = _compile(step)
+        if len(step) <= _COMPILE_TEXT_MAX:
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[step] = pattern
+    if pattern is None:
+        return Template(step).substitute(mapping)
+    return pattern.format_map(mapping)
 
 
 def check_range(name: str, value: float, low: float, high: float, where: str) -> None:
@@ -255,7 +299,8 @@ class Instrument:
         return f"{self.spec.name} at {self.address}"
 
     def _write(self, command: str) -> None:
-        log.debug("%s <- %s", self.address, command)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s <- %s", self.address, command)
         try:
             self.resource.write(command)
         except VisaError as exc:
@@ -264,14 +309,17 @@ class Instrument:
             ) from exc
 
     def _query(self, command: str) -> str:
-        log.debug("%s <- %s", self.address, command)
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            log.debug("%s <- %s", self.address, command)
         try:
             reply = str(self.resource.query(command)).strip()
         except VisaError as exc:
             raise InstrumentError(
                 f"{self._where()}: no usable reply to {command[:60]!r}: {exc}"
             ) from exc
-        log.debug("%s -> %s", self.address, reply[:200])
+        if debug:
+            log.debug("%s -> %s", self.address, reply[:200])
         return reply
 
     def _tokens(self) -> dict[str, str]:
@@ -280,10 +328,12 @@ class Instrument:
 
     def _run(self, steps: Sequence[Step], **values: Any) -> list[str]:
         """Send a table entry: format each template, write it or query it; return the replies."""
-        mapping = {**self._tokens(), **{k: str(v) for k, v in values.items()}}
+        mapping = self._tokens()
+        if values:
+            mapping = {**mapping, **{k: str(v) for k, v in values.items()}}
         replies = []
         for step in steps:
-            text = Template(step).substitute(mapping)
+            text = render(step, mapping)
             if isinstance(step, Query):
                 replies.append(self._query(text))
             else:

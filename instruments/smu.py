@@ -151,11 +151,26 @@ class Smu(Instrument):
         return self.spec.dialect
 
     def _tokens(self) -> dict[str, str]:
-        return {**super()._tokens(), **self._dialect.modes[self._mode or "v"].tokens}
+        # Cached per (spec, channel, mode): the templates' fields depend on nothing else. The
+        # returned dict is shared; callers merge it into a new dict and never mutate it.
+        key = (id(self.spec), self.channel, self._mode)
+        cache = self.__dict__.setdefault("_token_cache", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not self.spec:
+            tokens = {**super()._tokens(), **self._dialect.modes[self._mode or "v"].tokens}
+            hit = cache[key] = (self.spec, tokens)
+        return hit[1]
 
     def _check_voltage(self, name: str, value_v: float) -> None:
-        where = self._where()
         m = self.spec.limits.voltage_max_v
+        lim = self.limits
+        if (
+            math.isfinite(value_v)
+            and -m <= value_v <= m
+            and lim.voltage_min_v <= value_v <= lim.voltage_max_v
+        ):
+            return  # in range: the checks below would pass
+        where = self._where()
         check_range(name, value_v, -m, m, f"{where} (model limit)")
         check_range(
             name,
@@ -291,8 +306,9 @@ class Smu(Instrument):
 
     def measure_iv(self) -> Reading:
         """One spot measurement of current and voltage."""
-        mode = self._dialect.modes[self._mode or "v"]
-        values = parse_floats(self._run(self._dialect.measure_iv)[-1])
+        d = self._dialect
+        mode = d.modes[self._mode or "v"]
+        values = parse_floats(self._run(d.measure_iv)[-1])
         if len(values) != len(mode.iv_columns):
             raise InstrumentError(
                 f"{self._where()}: expected {len(mode.iv_columns)} values "

@@ -71,6 +71,22 @@ _READ_ONLY = ("READ",)
 _ASCII_SPECS = {p: f".{p - 1 if p else 6}E" for p in range(17)}
 
 
+#: (elements, precision) -> ``str.format`` pattern of an ASCII row (None when some element is
+#: not a plain row value, e.g. UNIT or DATE); ``rel`` is the relative time.
+_ROW_PATTERNS: dict[tuple[tuple[str, ...], int], str | None] = {}
+_UNSET = object()
+
+
+def _row_pattern(elements: tuple[str, ...], precision: int) -> str | None:
+    if not all(e in _ROW_INDEX for e in elements):
+        return None
+    spec = _ASCII_SPECS.get(precision)
+    if spec is None:
+        spec = f".{precision - 1 if precision else 6}E"
+    fields = ("rel" if e == "REL" else str(_ROW_INDEX[e]) for e in elements)
+    return ",".join(f"{{{f}:{spec}}}" for f in fields)
+
+
 def _fn(cmd: Command) -> str:
     """Which function a ``<function>`` header names (CURRent / VOLTage / RESistance)."""
     h = cmd.header
@@ -240,6 +256,7 @@ class Keithley2450Sim(ScpiInstrument):
         self.ch = SmuChannel(bench, self.terminal)
         self._error_times: deque[float] = deque()
         self._elements_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._read_args_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.buffers: dict[str, _Buffer] = {}
         self.reset()
 
@@ -385,15 +402,19 @@ class Keithley2450Sim(ScpiInstrument):
             spec = _ASCII_SPECS.get(self.precision)
             if spec is not None:
                 return format(row[0], spec).encode()
-        if self.form == "ASC" and all(e in _ROW_INDEX for e in elements):
-            spec = _ASCII_SPECS.get(self.precision)
-            if spec is None:
-                spec = f".{self.precision - 1 if self.precision else 6}E"
-            out = []
-            for e in elements:
-                v = row[_ROW_INDEX[e]]
-                out.append(format(v - buf.t_first() if e == "REL" else v, spec))
-            return ",".join(out).encode()
+        if self.form == "ASC":
+            key = (elements, self.precision)
+            pattern = _ROW_PATTERNS.get(key, _UNSET)
+            if pattern is _UNSET:
+                pattern = _row_pattern(elements, self.precision)
+                if len(_ROW_PATTERNS) >= 1024:
+                    _ROW_PATTERNS.clear()
+                _ROW_PATTERNS[key] = pattern
+            if pattern is not None:
+                if "REL" in elements:
+                    t0 = buf.t_first()
+                    return pattern.format(*row, rel=row[2] - t0).encode()
+                return pattern.format(*row).encode()
         return self._reply(buf, [np.array([v]) for v in row], elements)
 
     def _reply(self, buf: _Buffer, cols: list[np.ndarray], elements: tuple[str, ...]) -> bytes:
@@ -893,9 +914,23 @@ class Keithley2450Sim(ScpiInstrument):
     # -- reading ---------------------------------------------------------------------------
     @scpi(":READ?", nargs=(0, 15))
     def _read_q(self, cmd: Command) -> bytes:
-        if cmd.raw:
-            _, buf = self._buffer(cmd, 0)
-            elements = self._elements(cmd, 1)
+        raw = cmd.raw
+        if raw:
+            # (buffer name, elements) parsed once per parameter text; the buffer itself is
+            # looked up on every call (it may have been deleted or created since)
+            hit = self._read_args_cache.get(raw)
+            if hit is None:
+                name, buf = self._buffer(cmd, 0)
+                elements = self._elements(cmd, 1)
+                cache = self._read_args_cache
+                if len(cache) >= 256:
+                    cache.clear()
+                cache[raw] = (name, elements)
+            else:
+                name, elements = hit
+                buf = self.buffers.get(name)
+                if buf is None:
+                    raise ScpiError(-224, "Illegal parameter value")
         else:  # plain :READ? (the spot-reading loop): defbuffer1, READ
             buf = self.buffers.get("defbuffer1")
             if buf is None:
