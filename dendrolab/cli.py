@@ -101,11 +101,24 @@ def check(protocol: str, bench_path: Path | None, sim: bool, device: str | None,
         click.echo(line)
 
 
-def _progress_bar(plan, label: str):
-    """A click progress bar over the plan's simulated/expected duration (ETA from the plan)."""
-    total_ms = max(1, int(sum(s.duration_s for s in plan.steps) * 1000))
-    return click.progressbar(length=total_ms, label=label, show_eta=True, show_percent=True,
-                             file=sys.stderr)
+class _PlanProgress:
+    """A click progress bar over the plan's expected duration (the ETA comes from the plan)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def start(self, plan, done_steps: int = 0) -> None:
+        total_ms = max(1, int(sum(s.duration_s for s in plan.steps) * 1000))
+        self.bar = click.progressbar(length=total_ms, label=plan.protocol, show_eta=True,
+                                     show_percent=True, file=sys.stderr).__enter__()
+        self.bar.update(int(sum(s.duration_s for s in plan.steps[:done_steps]) * 1000))
+
+    def step(self, _step, duration_s: float) -> None:
+        self.bar.update(max(0, int(duration_s * 1000)))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 @main.command()
@@ -135,25 +148,17 @@ def run(protocol: str, bench_path: Path | None, sim: bool, out_path: Path | None
     info = RunInfo(sample_id=sample_id, wafer_id=wafer_id, die_id=die_id, device_id=device)
     if operator is not None:
         info.operator = operator
-    state: dict = {}
-
     def choose_out(plan) -> Path:
         path = out_path or Path("runs") / f"{plan.protocol}-{_time.strftime('%Y%m%d-%H%M%S')}.h5"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def on_plan(plan) -> None:
-        state["bar"] = _progress_bar(plan, plan.protocol).__enter__()
-
-    def progress(_step, duration_s: float) -> None:
-        state["bar"].update(max(0, int(duration_s * 1000)))
-
+    bar = _PlanProgress()
     try:
-        path = run_protocol(protocol, bench, choose_out, info=info, progress=progress,
-                            on_plan=on_plan)
+        path = run_protocol(protocol, bench, choose_out, info=info, progress=bar.step,
+                            on_plan=bar.start)
     finally:
-        if "bar" in state:
-            state["bar"].__exit__(None, None, None)
+        bar.close()
     click.echo(f"wrote {path}")
 
 
@@ -167,22 +172,17 @@ def resume(run_file: Path) -> None:
     """
     from protocols.runner import resume_run
 
-    state: dict = {}
+    bar = _PlanProgress()
 
     def on_plan(plan, start: int) -> None:
         click.echo(f"resuming {plan.protocol} at step {start}: {plan.steps[start].name}",
                    err=True)
-        state["bar"] = _progress_bar(plan, plan.protocol).__enter__()
-        state["bar"].update(int(sum(s.duration_s for s in plan.steps[:start]) * 1000))
-
-    def progress(_step, duration_s: float) -> None:
-        state["bar"].update(max(0, int(duration_s * 1000)))
+        bar.start(plan, start)
 
     try:
-        path, start = resume_run(run_file, progress=progress, on_plan=on_plan)
+        path, start = resume_run(run_file, progress=bar.step, on_plan=on_plan)
     finally:
-        if "bar" in state:
-            state["bar"].__exit__(None, None, None)
+        bar.close()
     click.echo(f"completed {path} (continued from step {start})")
 
 

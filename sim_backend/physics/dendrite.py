@@ -14,7 +14,7 @@ import numpy as np
 
 from dendrolab.errors import ParameterError
 
-from .params import ParamSet, param
+from .params import ParamSet, param, positive_factors
 from .rng import device_keys, lognormal, normal
 from .waveform import Waveform
 
@@ -119,17 +119,6 @@ def nonlinearity(v_a: np.ndarray | float, v0: np.ndarray | float) -> np.ndarray 
     return float(out) if np.ndim(out) == 0 else out
 
 
-def _positive_array(value: object, n: int, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    try:
-        arr = np.broadcast_to(arr, (n,)).astype(float)
-    except ValueError:
-        raise ParameterError(f"{what}: shape {arr.shape} does not fit {n} devices") from None
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise ParameterError(f"{what}: every factor must be finite and > 0")
-    return arr
-
-
 class DendriteArray:
     """N dendrites: per-device parameters ``p[name]`` (read-only, shape (N,)) and state.
 
@@ -166,7 +155,7 @@ class DendriteArray:
         for name in DEVICE_FIELDS:
             val = np.full(self.n, float(getattr(params, name)))
             if name in scale:
-                val *= _positive_array(scale[name], self.n, f"dendrite scale[{name!r}]")
+                val *= positive_factors(scale[name], self.n, f"dendrite scale[{name!r}]")
             if name in D2D_STREAMS:
                 stream, sigma = D2D_STREAMS[name]
                 val *= lognormal(self.keys, stream, getattr(params, sigma), 0)

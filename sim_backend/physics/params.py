@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+
 from dendrolab.errors import ParameterError
 
 T = TypeVar("T", bound="ParamSet")
@@ -132,3 +134,15 @@ class ParamSet:
         """(name, default, unit, meaning) rows, for docs and ``--help`` tables."""
         return [(f.name, f.default, f.metadata["unit"], f.metadata["doc"])
                 for f in dataclasses.fields(cls)]
+
+
+def positive_factors(value: object, n: int, what: str) -> np.ndarray:
+    """Per-device multiplicative factors (scalar or (n,)) as a fresh (n,) array, all finite > 0."""
+    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.broadcast_to(arr, (n,)).astype(float)
+    except ValueError:
+        raise ParameterError(f"{what}: shape {arr.shape} does not fit {n} devices") from None
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ParameterError(f"{what}: every factor must be finite and > 0")
+    return arr

@@ -16,7 +16,7 @@ import numpy as np
 from dendrolab.errors import ParameterError
 
 from . import rng
-from .params import ParamSet, param
+from .params import ParamSet, param, positive_factors
 from .waveform import Waveform
 
 #: Parameters held per device (nominal x scale x D2D factor), keys of ``SomaArray.p``.
@@ -103,17 +103,6 @@ class CircuitParams(ParamSet):
                                lo=0, lo_open=True, kind="time")
 
 
-def _per_device(value: object, n: int, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    try:
-        arr = np.broadcast_to(arr, (n,)).astype(float)
-    except ValueError:
-        raise ParameterError(f"{what}: shape {arr.shape} does not fit {n} devices") from None
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise ParameterError(f"{what}: every factor must be finite and > 0")
-    return arr
-
-
 class SomaArray:
     """N threshold switches: per-device parameters ``p[name]`` (shape (N,)) and state.
 
@@ -151,7 +140,7 @@ class SomaArray:
         for name in DEVICE_FIELDS:
             val = np.full(n, float(getattr(params, name)))
             if name in scale:
-                val *= _per_device(scale[name], n, f"soma scale[{name!r}]")
+                val *= positive_factors(scale[name], n, f"soma scale[{name!r}]")
             if name in D2D_STREAMS:
                 stream, sigma = D2D_STREAMS[name]
                 val *= rng.lognormal(self.keys, stream, getattr(params, sigma), 0)
