@@ -165,6 +165,20 @@ class DendroSimVisaLibrary(SimVisaLibrary):
             cls = model_class(str(entry["model"]))
             self.models[canonical] = (cls(self.bench, name, options), not static.delimiter)
 
+    def run_metadata(self) -> dict[str, Any]:
+        """What a run file records about this library: simulator, bench, seed, model version."""
+        import hashlib
+        import json
+
+        from dendrolab import __version__
+
+        models = self.bench.models
+        canonical = json.dumps(models.to_dict(), sort_keys=True, default=str)
+        return {"simulator": "dendrosim", "simulator_version": __version__,
+                "bench_file": str(self.bench_path), "sim_seed": self.bench.seed,
+                "sim_models": models.name,
+                "sim_model_version": hashlib.sha256(canonical.encode()).hexdigest()[:16]}
+
     def reset(self) -> None:
         """A fresh bench and fresh instruments; open sessions are re-bound to them."""
         sessions = self.sessions

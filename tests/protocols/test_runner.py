@@ -132,6 +132,15 @@ def test_survey_reads_every_routed_device(runs):
     assert len(reads) >= 4 and all(r > 0 for r in reads)
 
 
+def test_run_file_records_the_simulator_seed_and_model_version(runs):
+    with RunReader(RUN_DIR[0] / "read.h5") as reader:
+        attrs = reader.attrs
+    assert attrs["library_simulator"] == "dendrosim"
+    assert attrs["library_sim_seed"] == 1 and attrs["library_sim_models"] == "li2020-original"
+    assert len(attrs["library_sim_model_version"]) == 16
+    assert attrs["plan_hash"] and attrs["protocol_sha256"]
+
+
 def test_bad_protocol_fails_before_any_instrument_io(tmp_path, monkeypatch):
     from instruments import bench_config
 
