@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from dendrolab import __version__
 from dendrolab.errors import DendrolabError, ProtocolError, RunFileError
 from instruments.bench_config import InstrumentSet, load_bench_config
 from protocols.library import resolve_protocol
@@ -299,7 +298,6 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
             "bench_config": Path(bench_path).read_text(),
             "bench_path": str(Path(bench_path).resolve()),
             "visa_library": config.visa_library,
-            "software_version": __version__,
             "operator": info.operator,
             "sample_id": info.sample_id,
             "wafer_id": info.wafer_id,
@@ -307,7 +305,6 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
             "device_id": plan.device or "",
             **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
         }
-        meta.pop("software_version")          # the writer records its own version
         writer = RunWriter.create(out_path, meta, layout_for(plan, instruments))
         error: BaseException | None = None
         try:
