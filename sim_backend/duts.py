@@ -186,10 +186,14 @@ class SynapseDut:
     def __init__(self, array: SynapseArray) -> None:
         self.array = array
         self.gate_v = 0.0
+        pr = array.params
+        self._ages = bool(pr.relax_drift_rel or pr.relax_sigma_a_rel or pr.relax_sigma_b_rel)
 
     def hold(self, v: float, dt: float) -> None:
-        """A held bitline voltage acts as one pulse of that width; 0 V only ages the cell."""
-        if dt > 0:
+        """A held bitline voltage acts as one pulse of that width; 0 V only ages the cell
+        (which changes nothing unless a relaxation law is configured: then skip the batch call).
+        """
+        if dt > 0 and (v != 0.0 or self._ages):
             self.array.pulse(v, dt, self.gate_v)
 
     def drive(self, wave: Waveform) -> None:
