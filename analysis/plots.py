@@ -17,6 +17,12 @@ def _is_sweep(arrays: dict[str, np.ndarray]) -> bool:
     return v is not None and v.size > 3 and np.ptp(v) > 1e-9
 
 
+def _is_iv(arrays: dict[str, np.ndarray]) -> bool:
+    """A staircase over many levels is an I-V; a few held levels (switch, read) is a transient."""
+    v = arrays["voltage_v"]
+    return np.unique(np.round(v, 9)).size > max(3, v.size // 4)
+
+
 def plot_run(path: str | Path, out_path: str | Path | None = None) -> Path:
     """Write a PNG: reads in run order (mean current per read step) and every sweep's I-V."""
     import matplotlib
@@ -43,11 +49,14 @@ def plot_run(path: str | Path, out_path: str | Path | None = None) -> Path:
                           rotation=45, ha="right", fontsize=7)
     if sweeps:
         ax = axes.pop(0)
+        iv = all(_is_iv(a) for _, a in sweeps)
         for name, a in sweeps[:24]:
-            ax.plot(a["voltage_v"], np.abs(a["current_a"]) + 1e-15, ".-", ms=2, lw=0.8,
+            x = a["voltage_v"] if iv else a["time_s"] - a["time_s"][0]
+            ax.plot(x, np.abs(a["current_a"]) + 1e-15, ".-", ms=2, lw=0.8,
                     label=name if len(sweeps) <= 8 else None)
         ax.set_yscale("log")
-        ax.set(xlabel="V (V)", ylabel="|I| (A)", title=f"{title}: sweeps")
+        ax.set(xlabel="V (V)" if iv else "time in sweep (s)", ylabel="|I| (A)",
+               title=f"{title}: {'I-V sweeps' if iv else 'hardware-timed transients'}")
         if len(sweeps) <= 8:
             ax.legend(fontsize=7)
     if not steps:
