@@ -199,7 +199,56 @@ def _buffer_arg(value: Any, argn: int, fname: str) -> ReadingBuffer | None:
 # One SMU channel: smuX.source, smuX.measure
 
 
-class _Source(TspObject):
+class _Ranges:
+    """Range fields shared by ``smuX.source`` and ``smuX.measure`` (each keeps its own values):
+    setting a range picks the instrument range that covers it and turns autorange off."""
+
+    _smu: _Smu
+    _rangev: float
+    _rangei: float
+    _autorangev: int
+    _autorangei: int
+
+    @property
+    def rangev(self) -> float:
+        return self._rangev
+
+    @rangev.setter
+    def rangev(self, value: Any) -> None:
+        ranges = self._smu.v_ranges
+        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangev")
+        self._rangev = _pick_range(ranges, abs(v))
+        self._autorangev = 0
+
+    @property
+    def rangei(self) -> float:
+        return self._rangei
+
+    @rangei.setter
+    def rangei(self, value: Any) -> None:
+        ranges = self._smu.i_ranges
+        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangei")
+        self._rangei = _pick_range(ranges, abs(v))
+        self._autorangei = 0
+
+    @property
+    def autorangev(self) -> int:
+        return self._autorangev
+
+    @autorangev.setter
+    def autorangev(self, value: Any) -> None:
+        self._autorangev = _choice(value, (0, 1), "autorangev")
+
+    @property
+    def autorangei(self) -> int:
+        return self._autorangei
+
+    @autorangei.setter
+    def autorangei(self, value: Any) -> None:
+        self._autorangei = _choice(value, (0, 1), "autorangei")
+
+
+class _Source(_Ranges, TspObject):
     """``smuX.source``: function, levels, ranges, limits, output state, compliance."""
 
     TSP_FIELDS = (
@@ -266,45 +315,6 @@ class _Source(TspObject):
             self._smu.active_level = None
             self._smu.drive()
 
-    # -- ranges (setting a range turns autorange off) -----------------------------------------
-    @property
-    def rangev(self) -> float:
-        return self._rangev
-
-    @rangev.setter
-    def rangev(self, value: Any) -> None:
-        ranges = self._smu.v_ranges
-        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangev")
-        self._rangev = _pick_range(ranges, abs(v))
-        self._autorangev = 0
-
-    @property
-    def rangei(self) -> float:
-        return self._rangei
-
-    @rangei.setter
-    def rangei(self, value: Any) -> None:
-        ranges = self._smu.i_ranges
-        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangei")
-        self._rangei = _pick_range(ranges, abs(v))
-        self._autorangei = 0
-
-    @property
-    def autorangev(self) -> int:
-        return self._autorangev
-
-    @autorangev.setter
-    def autorangev(self, value: Any) -> None:
-        self._autorangev = _choice(value, (0, 1), "autorangev")
-
-    @property
-    def autorangei(self) -> int:
-        return self._autorangei
-
-    @autorangei.setter
-    def autorangei(self, value: Any) -> None:
-        self._autorangei = _choice(value, (0, 1), "autorangei")
-
     # -- limits ---------------------------------------------------------------------------------
     @property
     def limiti(self) -> float:
@@ -363,7 +373,7 @@ class _Source(TspObject):
         return self._smu.in_compliance()
 
 
-class _Measure(TspObject):
+class _Measure(_Ranges, TspObject):
     """``smuX.measure``: integration, ranges, delay, count; spot readings i/v/iv/r/p."""
 
     TSP_FIELDS = (
@@ -394,44 +404,6 @@ class _Measure(TspObject):
     @nplc.setter
     def nplc(self, value: Any) -> None:
         self._nplc = _ranged(value, 0.001, 25.0, "nplc")
-
-    @property
-    def rangei(self) -> float:
-        return self._rangei
-
-    @rangei.setter
-    def rangei(self, value: Any) -> None:
-        ranges = self._smu.i_ranges
-        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangei")
-        self._rangei = _pick_range(ranges, abs(v))
-        self._autorangei = 0
-
-    @property
-    def rangev(self) -> float:
-        return self._rangev
-
-    @rangev.setter
-    def rangev(self, value: Any) -> None:
-        ranges = self._smu.v_ranges
-        v = _ranged(value, -ranges[-1] * 1.01, ranges[-1] * 1.01, "rangev")
-        self._rangev = _pick_range(ranges, abs(v))
-        self._autorangev = 0
-
-    @property
-    def autorangei(self) -> int:
-        return self._autorangei
-
-    @autorangei.setter
-    def autorangei(self, value: Any) -> None:
-        self._autorangei = _choice(value, (0, 1), "autorangei")
-
-    @property
-    def autorangev(self) -> int:
-        return self._autorangev
-
-    @autorangev.setter
-    def autorangev(self, value: Any) -> None:
-        self._autorangev = _choice(value, (0, 1), "autorangev")
 
     @property
     def delay(self) -> float:
