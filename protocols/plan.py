@@ -24,6 +24,7 @@ from instruments.factory import lookup_model
 from protocols.schema import (
     DEVICE_ID,
     Action,
+    LocatedProtocolError,
     Loop,
     Node,
     Protocol,
@@ -68,23 +69,8 @@ def _lookup(model: str) -> Any:
     return lookup_model(model)
 
 
-class ProtocolLimitError(ProtocolError):
+class ProtocolLimitError(LocatedProtocolError):
     """A plan step breaks a protocol, bench or instrument limit (message names file:line: field)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        source: str | None = None,
-        line: int | None = None,
-        field: str | None = None,
-        step: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.source = source
-        self.line = line
-        self.field = field
-        self.step = step
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ MAX_LIST_VALUES = 1_000_000  # values one loop head, level list or time list may
 # Errors and locations.
 
 
-class ProtocolSchemaError(ProtocolError):
-    """A protocol file is malformed; the message starts with ``file:line: field:``."""
+class LocatedProtocolError(ProtocolError):
+    """A protocol error that points into the file: source, line, field and (if known) step."""
 
     def __init__(
         self,
@@ -41,11 +41,17 @@ class ProtocolSchemaError(ProtocolError):
         source: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        step: str | None = None,
     ) -> None:
         super().__init__(message)
         self.source = source
         self.line = line
         self.field = field
+        self.step = step
+
+
+class ProtocolSchemaError(LocatedProtocolError):
+    """A protocol file is malformed; the message starts with ``file:line: field:``."""
 
 
 @dataclass(frozen=True)
