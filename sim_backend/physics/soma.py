@@ -247,6 +247,16 @@ class SomaArray:
         e = np.where(self.on, self.pol * self.p["v_on0_v"], 0.0)
         return 1.0 / r, e
 
+    def branch_current(self, r_load: float, *,
+                       noise_event: int | np.ndarray | None = None) -> np.ndarray:
+        """Current through the soma branch (and R_L) at the present node voltage, (N,)."""
+        g, e = self.branch(r_load)
+        i = g * (self.v - e)
+        if noise_event is not None and self.params.read_noise_rel > 0:
+            i = i * (1.0 + self.params.read_noise_rel
+                     * rng.normal(self.keys, READ_STREAM, np.asarray(noise_event)))
+        return i
+
     def node_levels(self, r_load: float) -> tuple[np.ndarray, np.ndarray]:
         """Node-voltage thresholds (|v| >= l_th fires, pol v <= l_hold releases) with R_load."""
         r_off, r_on, e0 = self.p["r_off_ohm"], self.p["r_on_ohm"], self.p["v_on0_v"]
@@ -653,13 +663,7 @@ class SomaCircuit:
     # ------------------------------------------------------------------ measurement
     def soma_current(self, *, noise_event: int | np.ndarray | None = None) -> np.ndarray:
         """Current through the soma branch (and R_L) now, (N,); noisy with ``noise_event``."""
-        s = self.soma
-        g, e = s.branch(self.r_load)
-        i = g * (s.v - e)
-        if noise_event is not None and s.params.read_noise_rel > 0:
-            i = i * (1.0 + s.params.read_noise_rel
-                     * rng.normal(s.keys, READ_STREAM, np.asarray(noise_event)))
-        return i
+        return self.soma.branch_current(self.r_load, noise_event=noise_event)
 
     def input_current(self, v_in: np.ndarray | float) -> np.ndarray:
         """Current drawn from the source at v_in through R_s now, (N,) (noise free)."""

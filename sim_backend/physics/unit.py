@@ -14,7 +14,6 @@ from dendrolab.errors import ParameterError
 from . import rng
 from .dendrite import C2C_STREAM, DendriteArray, exact_update
 from .soma import (
-    READ_STREAM,
     CircuitParams,
     SomaArray,
     SpikeRecord,
@@ -290,13 +289,7 @@ class DendriteSomaUnit:
     # ------------------------------------------------------------------ measurement
     def soma_current(self, *, noise_event: int | np.ndarray | None = None) -> np.ndarray:
         """Current through the soma branch (and R_L) now, (N,); noisy with ``noise_event``."""
-        s = self.soma
-        g, e = s.branch(self.r_load)
-        i = g * (s.v - e)
-        if noise_event is not None and s.params.read_noise_rel > 0:
-            i = i * (1.0 + s.params.read_noise_rel
-                     * rng.normal(s.keys, READ_STREAM, np.asarray(noise_event)))
-        return i
+        return self.soma.branch_current(self.r_load, noise_event=noise_event)
 
     def input_current(self, v_in: np.ndarray | float, *,
                       noise_event: int | np.ndarray | None = None) -> np.ndarray:
