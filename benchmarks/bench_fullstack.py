@@ -1,11 +1,13 @@
 """Full stack per point on the simulator: driver set V + read I through @dendrosim + HDF5 append.
 
-Run: ``python benchmarks/bench_fullstack.py``. Target (issue 5): <= 20 us per point. Also prints
-the buffered hardware sweep path (one list sweep, one transfer, one block write) per point.
+Run: ``python benchmarks/bench_fullstack.py``. Target (issue 5): <= 20 us per point. Prints the
+PC-timed loop (one compound set-and-read query per point, and the two-message form) and the
+buffered hardware sweep path (one list sweep, one transfer, one block write) per point.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 import timeit
@@ -40,45 +42,55 @@ def main() -> None:
     smu.configure_source_voltage(limit_a=1e-3)
     smu.configure_measure(nplc=0.01)
     smu.output_on()
-    levels = np.linspace(0.0, 0.5, N)
-    with tempfile.TemporaryDirectory() as tmp:
-        best = float("inf")
-        for repeat in range(3):
-            path = Path(tmp) / f"pc{repeat}.h5"
-            run = writer(path, N)
-            t0 = time.perf_counter()
-            with run.step(0) as out:
-                for v in levels:
-                    smu.set_voltage(v)
-                    r = smu.measure_iv()
-                    out.append(r.voltage_v, r.current_a, time.perf_counter() - t0)
-            best = min(best, (time.perf_counter() - t0) / N)
-            run.close()
-            with RunReader(path) as check:
-                assert check.step(0)["current_a"].size == N
-        print(f"PC-timed point (driver set V + read I + append to HDF5): {best * 1e6:.1f} us "
-              f"({1 / best:,.0f} points/s), {N} points verified on disk")
+    levels = np.linspace(0.0, 0.5, N).tolist()
 
-        m = 10_000
-        best = float("inf")
-        for repeat in range(3):
-            path = Path(tmp) / f"hw{repeat}.h5"
-            run = writer(path, m)
-            t0 = time.perf_counter()
-            with run.step(0) as out:
-                res = smu.list_sweep(np.linspace(0.0, 0.5, m))
-                out.write_block(voltage_v=res.voltage_v, current_a=res.current_a,
-                                time_s=res.time_s)
-            best = min(best, (time.perf_counter() - t0) / m)
-            run.close()
-        print(f"hardware list sweep of {m} points, one transfer, one block write: "
-              f"{best * 1e6:.2f} us per point ({1 / best:,.0f} points/s)")
+    def pc_timed(point):
+        def body(out, t0):
+            for v in levels:
+                r = point(v)
+                out.append(r.voltage_v, r.current_a, time.perf_counter() - t0)
+        return body
+
+    def buffered(out, t0):
+        res = smu.list_sweep(np.linspace(0.0, 0.5, N))
+        out.write_block(voltage_v=res.voltage_v, current_a=res.current_a, time_s=res.time_s)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (label, body) in enumerate((
+            ("PC-timed, smu.measure_at(v) (one compound query) + HDF5 append",
+             pc_timed(smu.measure_at)),
+            ("PC-timed, smu.set_voltage(v) + smu.measure_iv() + HDF5 append",
+             pc_timed(lambda v: set_then_read(smu, v))),
+            ("hardware list sweep, one transfer, one block write", buffered),
+        )):
+            best = min(timed_run(Path(tmp) / f"case{k}-{r}.h5", body) for r in range(3))
+            print(f"{label}: {best * 1e6:.2f} us per point ({1 / best:,.0f} points/s), "
+                  f"{N} points verified on disk")
     pieces(smu)
     smu.safe_state()
 
 
+def timed_run(path: Path, body) -> float:
+    """Seconds per point of ``body(step writer, t0)`` writing N points into a new run file."""
+    run = writer(path, N)
+    t0 = time.perf_counter()
+    with run.step(0) as out:
+        body(out, t0)
+    seconds = (time.perf_counter() - t0) / N
+    run.close()
+    with RunReader(path) as check:
+        assert check.step(0)["current_a"].size == N
+    return seconds
+
+
+def set_then_read(smu, v: float):
+    smu.set_voltage(v)
+    return smu.measure_iv()
+
+
 def pieces(smu) -> None:
     """Per-call cost of the pieces of a point: driver calls next to the raw pyvisa calls."""
+    smu.output_on()  # the sweep above ends with the output off: measure a live device
     res = smu.resource
     n = 20_000
     read = ':READ? "defbuffer1",READ,SOUR'
@@ -87,11 +99,14 @@ def pieces(smu) -> None:
         best = min(timeit.repeat(fn, number=n, repeat=3)) / n
         print(f"  {name:<48s} {best * 1e6:6.1f} us")
 
-    values = iter(np.tile(np.linspace(0.0, 0.5, n), 8))
+    values = itertools.cycle(np.linspace(0.0, 0.5, n).tolist())
     row("smu.set_voltage(distinct v)", lambda: smu.set_voltage(next(values)))
     row('raw res.write(":SOUR:VOLT <distinct v>")', lambda: res.write(":SOUR:VOLT " + fmt(
         next(values))))
     row("smu.measure_iv()", smu.measure_iv)
+    row("smu.measure_at(distinct v)", lambda: smu.measure_at(next(values)))
+    row(f"raw res.query(':SOUR:VOLT <distinct v>;{read[1:]}')",
+        lambda: res.query(":SOUR:VOLT " + fmt(next(values)) + ";" + read))
     row(f"raw res.query({read!r})", lambda: res.query(read))
     row('raw res.query(":READ?")', lambda: res.query(":READ?"))
 

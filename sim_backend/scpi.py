@@ -334,15 +334,13 @@ def _strip_arg(a: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z%]*)")
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _CHARDATA = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _MULTIPLIERS = {
     "EX": 1e18, "PE": 1e15, "T": 1e12, "G": 1e9, "MA": 1e6, "K": 1e3,
     "M": 1e-3, "U": 1e-6, "N": 1e-9, "P": 1e-12, "F": 1e-15, "A": 1e-18,
 }  # fmt: skip
 _NONDECIMAL = {"H": 16, "Q": 8, "B": 2}
-#: Parameter text -> value of plain decimal numbers (no suffix), the common case.
-_DECIMALS: dict[str, float] = {}
-_DECIMALS_MAX = 4096
 _choice_cache: dict[tuple[str, ...], list[tuple[re.Pattern[str], str]]] = {}
 
 
@@ -401,8 +399,9 @@ def parse_number(
     Out of ``[minimum, maximum]``: -222, or clipped when ``clip``. ``integer`` rounds to ``int``.
     Errors: -104 wrong data type, -109 empty, -120/-121 malformed, -138 suffix, -224 keyword.
     """
-    value: float | None = _DECIMALS.get(text)
-    if value is None:
+    if _PLAIN_DECIMAL.fullmatch(text) is not None:  # the common case: a plain number
+        value = float(text)
+    else:
         value, final = _parse_value(text, minimum, maximum, default, keywords, integer, unit)
         if final:
             return value  # a keyword, or MIN/MAX/DEF resolved: no range check
@@ -426,11 +425,7 @@ def _parse_value(
     integer: bool,
     unit: str | None,
 ) -> tuple[Any, bool]:
-    """The number ``text`` stands for, and True when it is final (no range check).
-
-    Plain decimal numbers without a suffix (the common case) are remembered in ``_DECIMALS``:
-    their value depends on the text alone.
-    """
+    """The number ``text`` stands for, and True when it is final (no range check)."""
     kind = _data_type(text)
     if kind == "empty":
         raise ScpiError(-109)
@@ -493,10 +488,6 @@ def _parse_value(
                     raise ScpiError(-131)
             else:
                 raise ScpiError(-131)
-        else:
-            if len(_DECIMALS) >= _DECIMALS_MAX:
-                _DECIMALS.clear()
-            _DECIMALS[text] = value
     if math.isnan(value):
         raise ScpiError(-120)
     return value, False
@@ -722,6 +713,49 @@ class Command:
         return parse_block(self.arg(index))
 
 
+def _cut_numbers(text: str, found: list[bytes] | None) -> str:
+    """``text`` with its stand-alone numbers replaced by NUL slots (appended to ``found``)."""
+    data = b" " + text.encode("latin-1")  # a parameter string starts after a space
+    if found is not None:
+        found.extend(_BARE_NUMBER.findall(data))
+    return _BARE_NUMBER.sub(b"\0", data)[1:].decode("latin-1")
+
+
+def _fill_shape(template: tuple[tuple[Any, ...], ...], numbers: list[str]) -> tuple[Any, ...]:
+    """The steps of a shape with ``numbers`` put back into their slots, in order."""
+    steps = []
+    pos = 0
+    for func, key, suffixes, raw_t, args_t, path in template:
+        k = raw_t.count(_SLOT)
+        if not k:
+            steps.append((func, key, suffixes, raw_t, args_t, path))
+            continue
+        mine = numbers[pos:pos + k]
+        pos += k
+        raw = _fill(raw_t, mine)
+        args = None
+        if args_t is not None:
+            args, j = [], 0
+            for a in args_t:
+                n = a.count(_SLOT)
+                args.append(_fill(a, mine[j:j + n]) if n else a)
+                j += n
+            args = tuple(args)
+        steps.append((func, key, suffixes, raw, args, path))
+    return tuple(steps)
+
+
+def _fill(text: str, values: list[str]) -> str:
+    if len(values) == 1 and text == _SLOT:
+        return values[0]
+    parts = text.split(_SLOT)
+    out = [parts[0]]
+    for v, part in zip(values, parts[1:], strict=True):
+        out.append(v)
+        out.append(part)
+    return "".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # Instrument base
 # ---------------------------------------------------------------------------------------------
@@ -730,6 +764,13 @@ _HEADER_CHARS = re.compile(r"[A-Z0-9:*?_]+")
 _HEADER_SHAPE = re.compile(r"\*[A-Z]+\??|(?::[A-Z][A-Z0-9_]*)+\??")
 _CACHE_LIMIT = 4096
 _PLAN_TEXT_MAX = 256  # longer messages and units (lists, blocks) are not cached
+# A decimal number standing alone as (part of) a parameter: after a space or comma, before a
+# comma, ';', whitespace or the end. Replacing such numbers by a placeholder gives a message's
+# "shape": messages of one shape split, resolve and count parameters identically.
+_BARE_NUMBER = re.compile(
+    rb"(?<=[ ,])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?=[,;\s]|\Z)")
+_BARE_FULL = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_SLOT = "\0"
 
 
 class ScpiInstrument:
@@ -769,6 +810,10 @@ class ScpiInstrument:
     #: absolute unit text -> prepared step; whole message -> steps (see :meth:`handle`).
     _scpi_units: ClassVar[dict[str, tuple[Any, ...]]] = {}
     _scpi_plans: ClassVar[dict[str | bytes, tuple[tuple[Any, ...], ...]]] = {}
+    #: message shape (numbers replaced by a NUL) -> steps whose raw/args hold NUL slots.
+    _scpi_shapes: ClassVar[dict[bytes, tuple[tuple[Any, ...], ...]]] = {}
+    #: the latest one-number shapes as (text before, text after, steps), newest first.
+    _scpi_single: ClassVar[list[tuple[bytes, bytes, tuple[tuple[Any, ...], ...]]]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -796,6 +841,8 @@ class ScpiInstrument:
         cls._scpi_cache = {}
         cls._scpi_units = {}
         cls._scpi_plans = {}
+        cls._scpi_shapes = {}
+        cls._scpi_single = []
 
     def __init__(self, idn: str | None = None) -> None:
         if idn is not None:
@@ -877,7 +924,57 @@ class ScpiInstrument:
         except TypeError:  # bytearray
             plan = None
         if plan is None:
-            return self._handle_parse(message)
+            if type(message) is not bytes or b"#" in message:  # block headers are numbers too
+                return self._handle_parse(message)
+            for head, tail, template in self._scpi_single:  # one-number shapes, newest first
+                if message.startswith(head) and message.endswith(tail):
+                    number = message[len(head):len(message) - len(tail)]
+                    if _BARE_FULL.fullmatch(number) is not None:
+                        return self._run_plan(_fill_shape(template, [number.decode("latin-1")]))
+            pieces = _BARE_NUMBER.split(message)  # text, number, text, ..., text
+            if len(pieces) == 1:
+                return self._handle_parse(message)
+            shape = b"\0".join(pieces[::2])
+            template = self._scpi_shapes.get(shape)
+            if template is None:
+                reply = self._handle_parse(message)
+                self._learn_shape(message, shape, pieces[1::2])
+                return reply
+            plan = _fill_shape(template, [n.decode("latin-1") for n in pieces[1::2]])
+            plans = self._scpi_plans
+            if len(plans) >= _CACHE_LIMIT:
+                plans.clear()
+            plans[message] = plan
+        return self._run_plan(plan)
+
+    def _learn_shape(self, message: bytes, shape: bytes, numbers: list[bytes]) -> None:
+        """Record the shape of a message just parsed into a plan: its steps with the numbers
+        cut out of ``raw`` and ``args``. Kept only when cutting the steps finds exactly the
+        message's numbers in order (so filling them back rebuilds exactly those steps)."""
+        plan = self._scpi_plans.get(message)
+        if plan is None or len(shape) > _PLAN_TEXT_MAX or b"\0" in message:
+            return
+        found: list[bytes] = []
+        steps = []
+        for func, key, suffixes, raw, args, path in plan:
+            raw_t = _cut_numbers(raw, found)
+            args_t = None if args is None else tuple(_cut_numbers(a, None) for a in args)
+            if args_t is not None and sum(a.count(_SLOT) for a in args_t) != raw_t.count(_SLOT):
+                return
+            steps.append((func, key, suffixes, raw_t, args_t, path))
+        if found != numbers:
+            return
+        shapes = self._scpi_shapes
+        if len(shapes) >= _CACHE_LIMIT:
+            shapes.clear()
+        shapes[shape] = tuple(steps)
+        if len(numbers) == 1:  # the sweep case: kept apart, matched without a regex split
+            head, tail = shape.split(b"\0")
+            single = [e for e in self._scpi_single if e[:2] != (head, tail)][:7]
+            type(self)._scpi_single = [(head, tail, tuple(steps)), *single]
+
+    def _run_plan(self, plan: tuple[tuple[Any, ...], ...]) -> bytes | None:
+        """Execute prepared steps (from :meth:`handle`'s caches)."""
         replies: list[bytes] = []
         for func, key, suffixes, raw, args, _path in plan:
             cmd = Command(self, key, suffixes, raw)

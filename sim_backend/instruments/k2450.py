@@ -104,12 +104,13 @@ def _e(value: float) -> str:
 class _Buffer:
     """One reading buffer: columns in numpy arrays, a ring when the fill mode is continuous.
 
-    Single readings (``append``) first collect in a flat list (``_flat``, row after row) and
-    reach the columns in one numpy operation when the buffer is read, extended, full, or holds
-    4096 of them: ``count`` includes them; ``cols`` is current after ``_flush``.
+    Single readings (``append``) first collect in a flat list (``_flat``, row after row; or,
+    once a continuous buffer is full, ``_wrap``, rows that overwrite the oldest) and reach the
+    columns in one numpy operation when the buffer is read, extended, full, or holds 4096 of
+    them: ``count`` includes them; ``cols`` and ``start`` are current after ``_flush``.
     """
 
-    __slots__ = ("_flat", "alloc", "capacity", "cols", "count", "fill", "start")
+    __slots__ = ("_flat", "_wrap", "alloc", "capacity", "cols", "count", "fill", "start")
 
     NAMES = ("read", "sour", "t", "stat", "sstat", "unit", "sunit")
 
@@ -124,6 +125,7 @@ class _Buffer:
         self.count = 0
         self.start = 0
         self._flat: list[float] = []
+        self._wrap: list[tuple[float, ...]] = []
 
     def _grow(self, needed: int) -> None:
         size = min(self.capacity, max(1024, 2 * needed))
@@ -138,20 +140,22 @@ class _Buffer:
         self.alloc = size
 
     def _flush(self) -> None:
-        """Move the readings collected by ``append`` into the columns."""
+        """Move the readings collected by ``append`` into the columns (oldest first)."""
         flat = self._flat
-        if not flat:
-            return
-        data = np.array(flat, dtype=float).reshape(-1, _NCOLS)
-        flat.clear()
-        k = len(data)
-        n0 = self.count - k  # pending readings follow the stored ones (start is 0)
-        self.count = n0
-        if n0 + k > self.alloc:
-            self._grow(n0 + k)
-        for j, c in enumerate(self.cols):
-            c[n0 : n0 + k] = data[:, j]
-        self.count = n0 + k
+        if flat:
+            data = np.array(flat, dtype=float).reshape(-1, _NCOLS)
+            flat.clear()
+            k = len(data)
+            n0 = self.count - k  # pending readings follow the stored ones (start is 0)
+            self.count = n0
+            if n0 + k > self.alloc:
+                self._grow(n0 + k)
+            for j, c in enumerate(self.cols):
+                c[n0 : n0 + k] = data[:, j]
+            self.count = n0 + k
+        if self._wrap:
+            rows, self._wrap = self._wrap, []
+            self._ring_extend(rows)
 
     def extend(self, rows: list[tuple[float, ...]]) -> None:
         """Store readings (tuples in ``NAMES`` order), oldest first."""
@@ -173,7 +177,12 @@ class _Buffer:
                 c[self.count : self.count + k] = data[:, j]
             self.count += k
             return
-        # continuous fill past the capacity: a ring over the full allocation
+        self._ring_extend(rows)
+
+    def _ring_extend(self, rows: list[tuple[float, ...]]) -> None:
+        """Continuous fill past the capacity: a ring over the full allocation."""
+        cap = self.capacity
+        k = len(rows)
         self._grow(cap)
         if k >= cap:
             rows = rows[-cap:]
@@ -206,14 +215,14 @@ class _Buffer:
         if self.fill == "ONCE" or cap <= 1:
             self.extend([row])  # ONCE and full: dropped
             return
-        # continuous fill, full: the reading replaces the oldest one (extend's ring, k = 1)
-        self._flush()
-        self._grow(cap)
-        pos = (self.start + n) % cap
-        for c, v in zip(self.cols, row, strict=True):
-            c[pos] = v
-        self.start = (self.start + max(0, n + 1 - cap)) % cap
-        self.count = min(cap, n + 1)
+        # continuous fill, full: the reading will replace the oldest one (collected, then one
+        # ring write for many)
+        if len(row) != _NCOLS:
+            raise ValueError(f"a reading has {_NCOLS} values, not {len(row)}")
+        wrap = self._wrap
+        wrap.append(row)
+        if len(wrap) >= 4096:
+            self._flush()
 
     def rows(self, first: int, last: int) -> list[np.ndarray]:
         """Columns of readings ``first..last`` (1-based, inclusive, oldest = 1)."""
@@ -226,6 +235,8 @@ class _Buffer:
     def t_first(self) -> float:
         if not self.count:
             return 0.0
+        if self._wrap:
+            self._flush()
         flat = self._flat
         if len(flat) == _NCOLS * self.count:  # every reading still pending
             return float(flat[2])

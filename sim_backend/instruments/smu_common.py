@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,8 +48,7 @@ def pick_range(ranges: Sequence[float], value: float) -> float | None:
 # Bench channel
 
 
-@dataclass(slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One measurement: device current and voltage, compliance flag, start time (bench clock)."""
 
     i_a: float

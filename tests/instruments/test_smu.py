@@ -685,3 +685,54 @@ def test_too_many_list_points_for_the_b2900():
 def test_bad_line_frequency():
     with pytest.raises(ParameterError, match="line_frequency_hz"):
         Smu(FakeResource(), K2450, line_frequency_hz=55.0)
+
+
+# --- measure_at: set the level and read in one message ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message", "reply"),
+    [
+        (K2450, ':SOUR:VOLT 0.25;:READ? "defbuffer1",READ,SOUR', "1.5E-06,2.500000E-01"),
+        (K2636B, "smua.source.levelv = 0.25 print(smua.measure.iv())",
+         "1.50000e-06\t2.50000e-01"),
+        (B2902A, ":SOUR1:VOLT 0.25;:FORM:ELEM:SENS VOLT,CURR,TIME;:MEAS? (@1)",
+         "+2.500000E-01,+1.500000E-06,+1.000000E-03"),
+    ],
+    ids=["2450", "2636B", "B2902A"],
+)
+def test_measure_at_sends_one_compound_query(spec, message, reply):
+    smu, fake = make(spec, {message: reply})
+    smu.configure_source_voltage(limit_a=1e-3)
+    fake.clear_traffic()
+    reading = smu.measure_at(0.25)
+    assert (reading.current_a, reading.voltage_v) == (1.5e-6, 0.25)
+    assert fake.traffic == [("q", message)]
+
+
+def test_measure_at_current_source_2450():
+    smu, fake = make(K2450, {':SOUR:CURR 1e-06;:READ? "defbuffer1",READ,SOUR': "3.0E-01,1.0E-06"})
+    smu.configure_source_current(limit_v=1.0)
+    fake.clear_traffic()
+    reading = smu.measure_at(1e-6)
+    assert (reading.current_a, reading.voltage_v) == (1e-6, 0.3)
+    assert fake.commands == [':SOUR:CURR 1e-06;:READ? "defbuffer1",READ,SOUR']
+
+
+def test_measure_at_checks_limits_and_mode_before_any_io():
+    smu, fake = make(K2450, limits=UserLimits(voltage_max_v=1.0))
+    with pytest.raises(ParameterError, match="configure_source_voltage"):
+        smu.measure_at(0.5)
+    smu.configure_source_voltage(limit_a=1e-3)
+    fake.clear_traffic()
+    for bad in (1.5, 250.0, float("nan")):
+        with pytest.raises(ParameterError, match="level_v"):
+            smu.measure_at(bad)
+    assert fake.traffic == []
+
+
+def test_measure_at_rejects_a_short_reply():
+    smu, _ = make(K2450, {':SOUR:VOLT 0.1;:READ? "defbuffer1",READ,SOUR': "1.0E-06"})
+    smu.configure_source_voltage(limit_a=1e-3)
+    with pytest.raises(InstrumentError, match="expected 2 values"):
+        smu.measure_at(0.1)

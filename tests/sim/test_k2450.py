@@ -365,3 +365,39 @@ def test_driver_sweeps_settings_and_safe_state(smu, dendrite_bench):
     smu.safe_state()
     assert "smu/1" not in dendrite_bench.levels
     assert smu.drain_errors() == []
+
+
+@pytest.mark.parametrize("fill", ["CONT", "ONCE"])
+def test_reading_buffer_matches_a_bounded_queue(fill):
+    """Spot readings, bulk readings and reads interleaved: the buffer keeps exactly what a
+    bounded queue (continuous: drops the oldest; once: drops the newest) keeps, in order."""
+    from collections import deque
+
+    from sim_backend.instruments.k2450 import _Buffer
+
+    cap = 700
+    buf = _Buffer(cap, fill)
+    ref: deque[tuple[float, ...]] = deque()
+    rng = np.random.default_rng(5)
+    t = 0
+    for _ in range(60):
+        rows = [(float(t + k), 0.0, float(t + k), 0.0, 0.0, 0.0, 0.0)
+                for k in range(int(rng.integers(1, 300)))]
+        t += len(rows)
+        if rng.random() < 0.5:
+            for row in rows:
+                buf.append(row)
+        else:
+            buf.extend(rows)
+        for row in rows:
+            if len(ref) < cap:
+                ref.append(row)
+            elif fill == "CONT":
+                ref.popleft()
+                ref.append(row)
+        assert buf.count == len(ref)
+        if rng.random() < 0.3:
+            assert buf.t_first() == ref[0][2]
+            got = buf.rows(1, buf.count)[0]
+            assert got.tolist() == [r[0] for r in ref]
+    assert buf.rows(1, buf.count)[0].tolist() == [r[0] for r in ref]

@@ -653,3 +653,38 @@ def test_binary_reply(toy: Toy) -> None:
     reply = toy.handle(":TRAC:DATA? 4")
     assert reply is not None and reply.endswith(b"\n")
     assert np.frombuffer(parse_block(reply[:-1]), dtype=">f4").tolist() == [0, 1, 2, 3]
+
+
+# -- message shapes: new numbers replay a cached parse ---------------------------------------------
+
+_SHAPED = [
+    ":SOUR:VOLT {a}",
+    ":SOUR2:VOLT {a} V;:SOUR2:VOLT?",
+    ":SOUR:VOLT {a};CURR {b};:SOUR:CURR?;:SOUR:VOLT?",
+    ":SOUR1:LIST:VOLT {a},{b} , {c};:SOUR1:LIST:VOLT:POIN?",
+    ':DISP:TEXT "v {a}, {b}";:DISP:TEXT?',
+    ":MEAS:CURR? (@1,2);:SOUR2:VOLT {b}",
+    ":SENS2:CURR:PROT {a};:SENS2:CURR:PROT?",
+    ":TRIG:COUN {a};:INIT",
+    ":SOUR:FUNC:PULS:WIDT {a} ms;:SOUR1:FUNC:PULS:WIDT?",
+]
+
+
+def test_messages_of_one_shape_replay_exactly_what_a_fresh_parse_does() -> None:
+    """Random numbers (in range, out of range, signs, exponents) through the shape cache and
+    through the uncached parser: identical replies, error queues and instrument state."""
+    rng = np.random.default_rng(11)
+    cached, fresh = Toy(), Toy()
+
+    def number() -> str:
+        x = float(rng.choice([1.0, -1.0])) * 10 ** float(rng.uniform(-4, 1.6))
+        return str(rng.choice([f"{x:.6g}", f"{x:+.3E}", f"{abs(x):.0f}", f"{x:.9g}"]))
+
+    for _ in range(400):
+        template = _SHAPED[int(rng.integers(len(_SHAPED)))]
+        message = template.format(a=number(), b=number(), c=number()).encode()
+        assert cached.handle(message) == fresh._handle_parse(message), message
+        assert list(cached.errors) == list(fresh.errors), message
+        state = ("volt", "curr", "width", "prot", "listv", "text", "count")
+        assert [getattr(cached, k) for k in state] == [getattr(fresh, k) for k in state]
+    assert Toy._scpi_shapes  # the replays went through the shape cache
