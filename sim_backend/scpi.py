@@ -812,8 +812,9 @@ class ScpiInstrument:
     _scpi_plans: ClassVar[dict[str | bytes, tuple[tuple[Any, ...], ...]]] = {}
     #: message shape (numbers replaced by a NUL) -> steps whose raw/args hold NUL slots.
     _scpi_shapes: ClassVar[dict[bytes, tuple[tuple[Any, ...], ...]]] = {}
-    #: the latest one-number shapes as (text before, text after, steps), newest first.
-    _scpi_single: ClassVar[list[tuple[bytes, bytes, tuple[tuple[Any, ...], ...]]]] = []
+    #: the latest one-number shapes (text before, text after, steps, index of the step that is
+    #: just the number), newest first.
+    _scpi_single: ClassVar[list[tuple[bytes, bytes, tuple[tuple[Any, ...], ...], int]]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -926,11 +927,16 @@ class ScpiInstrument:
         if plan is None:
             if type(message) is not bytes or b"#" in message:  # block headers are numbers too
                 return self._handle_parse(message)
-            for head, tail, template in self._scpi_single:  # one-number shapes, newest first
+            for head, tail, template, i in self._scpi_single:  # one-number shapes, newest first
                 if message.startswith(head) and message.endswith(tail):
                     number = message[len(head):len(message) - len(tail)]
                     if _BARE_FULL.fullmatch(number) is not None:
-                        return self._run_plan(_fill_shape(template, [number.decode("latin-1")]))
+                        text = number.decode("latin-1")
+                        if i < 0:
+                            return self._run_plan(_fill_shape(template, [text]))
+                        func, key, suffixes, _raw, _args, path = template[i]
+                        return self._run_plan((*template[:i], (func, key, suffixes, text, (text,),
+                                                               path), *template[i + 1:]))
             pieces = _BARE_NUMBER.split(message)  # text, number, text, ..., text
             if len(pieces) == 1:
                 return self._handle_parse(message)
@@ -970,8 +976,11 @@ class ScpiInstrument:
         shapes[shape] = tuple(steps)
         if len(numbers) == 1:  # the sweep case: kept apart, matched without a regex split
             head, tail = shape.split(b"\0")
+            # the step whose whole parameter is the number (-1: fill it the general way)
+            i = next((k for k, st in enumerate(steps) if st[3] == _SLOT and st[4] == (_SLOT,)),
+                     -1)
             single = [e for e in self._scpi_single if e[:2] != (head, tail)][:7]
-            type(self)._scpi_single = [(head, tail, tuple(steps)), *single]
+            type(self)._scpi_single = [(head, tail, tuple(steps), i), *single]
 
     def _run_plan(self, plan: tuple[tuple[Any, ...], ...]) -> bytes | None:
         """Execute prepared steps (from :meth:`handle`'s caches)."""
