@@ -111,7 +111,7 @@ class RunWriter:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        return cls(h5py.File(path, "r+"), path, layout, fsync, max_block_s)
+        return cls(h5py.File(path, "r+", rdcc_nbytes=0), path, layout, fsync, max_block_s)
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], *, fsync: bool = False,
@@ -131,7 +131,7 @@ class RunWriter:
             gnames = step_groups(h5)
             needed = chunk_extent(h5, [gnames[i] for i in unfinished])
         repair_eoa(path, needed)
-        h5 = open_checked(path, "r+")
+        h5 = open_checked(path, "r+", rdcc_nbytes=0)
         try:
             writer = cls(h5, path, read_layout(h5), fsync, max_block_s)
         except BaseException:

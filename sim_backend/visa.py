@@ -211,6 +211,21 @@ class DendroSimVisaLibrary(SimVisaLibrary):
             return len(data), _SUCCESS
         return super().write(session, data)
 
+    def clear(self, session):
+        """Device clear (viClear): the device's input buffer and pending replies are dropped;
+        settings and the error queue stay, as IEEE 488.2 device clear leaves them."""
+        sess = self.sessions.get(session)
+        if sess is None:
+            return constants.StatusCode.error_invalid_object
+        dev = getattr(sess, "device", None)
+        if isinstance(dev, ModelDevice):
+            dev._in.clear()
+            dev._out.clear()
+        elif dev is not None:  # a plain pyvisa-sim device: its buffers by their names
+            dev._input_buffer = bytearray()
+            dev._output_buffers.clear()
+        return _SUCCESS
+
     def read(self, session, count):
         dev = getattr(self.sessions.get(session), "device", None)
         if isinstance(dev, ModelDevice):

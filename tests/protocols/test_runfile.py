@@ -127,6 +127,20 @@ def test_round_trip(run_path):
         assert r.instruments["pg"].settings_after is None
 
 
+def test_writer_keeps_no_chunk_cache(run_path):
+    """Blocks are written whole, so HDF5's raw-data chunk cache only holds memory (about 24
+    bytes per appended row over a long step): created and resumed writers open without it."""
+    run = RunWriter.create(run_path, meta(), layout())
+    assert run._h5.id.get_access_plist().get_cache()[2] == 0
+    abandon(run)
+    run = RunWriter.resume(run_path)
+    assert run._h5.id.get_access_plist().get_cache()[2] == 0
+    write_all(run)
+    run.close()
+    with RunReader(run_path) as r:
+        assert [s.rows for s in r.steps] == [50, 50_000, 3000, 12_345]
+
+
 def test_fsync_mode_round_trip(run_path):
     with RunWriter.create(run_path, meta(), layout(), fsync=True) as run:
         write_all(run, upto=2)

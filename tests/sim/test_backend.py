@@ -71,6 +71,18 @@ def test_bad_command_gives_no_reply_and_an_error_entry(rm):
     assert smu.query(":SYST:ERR?").startswith("-113")
 
 
+def test_device_clear_drops_pending_replies_and_keeps_settings_and_errors(rm):
+    """viClear (QCoDeS calls it on connect): unread replies go, settings and errors stay."""
+    smu = rm.open_resource(SMU, read_termination="\n", write_termination="\n")
+    smu.write(":SOUR:VOLT 0.3;:SOUR:BOGUS")
+    smu.write("*IDN?")
+    smu.clear()
+    with pytest.raises(errors.VisaIOError):
+        smu.read()  # the *IDN? reply was dropped
+    assert float(smu.query(":SOUR:VOLT?")) == 0.3
+    assert smu.query(":SYST:ERR?").startswith("-113")
+
+
 def test_empty_read_fails_fast_even_with_long_timeout(rm):
     import time
 
