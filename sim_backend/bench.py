@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -295,6 +295,61 @@ class Bench:
             tripped = tripped or t
         self.now_s += aperture / 2
         return Reading(total_i, v_dev, tripped, self.now_s)
+
+    def sweep(self, terminal: str, levels: Sequence[float], settle_s: Sequence[float],
+              aperture_s: float, limit_a: float | None, stop_on_trip: bool = False,
+              ) -> list[tuple[float, float, bool, float]] | None:
+        """A source sweep on ``terminal``: per level, ``source`` it, wait its settle time,
+        ``measure`` over the aperture with ``limit_a``; rows ``(i, v, tripped, t at the start
+        of the aperture)``, stopping after the first trip when ``stop_on_trip``.
+
+        The same hold and read calls in the same order as that loop (so the same numbers, noise
+        included), run with local variables for the one-device case instruments sweep most;
+        None when the terminal feeds several devices or integrates (the caller loops then).
+        """
+        targets = self._targets.get(terminal, ())
+        if len(targets) != 1 or not self._plain[terminal]:
+            return None
+        slot = targets[0][0]
+        dut = slot.dut
+        hold, read = dut.hold, dut.read
+        self._sync(slot)
+        offset = self._port_voltage(slot.name, PORTS[slot.kind][0]) - self.levels.get(
+            terminal, 0.0)  # what the other sources add to this terminal's level
+        self._refresh(slot)  # (a synapse's gate voltage stays as it is during the sweep)
+        if limit_a is not None:
+            dut.limit_a = limit_a
+            trip_a = limit_a * (1 - 1e-9)
+        half = max(aperture_s, 0.0) / 2
+        now, t, held = self.now_s, slot.t_s, slot.v
+        rows: list[tuple[float, float, bool, float]] = []
+        level = self.levels.get(terminal)
+        for level, settle in zip(levels, settle_s, strict=True):
+            if now > t:  # source(): the devices catch up at the voltage they held
+                hold(held, now - t)
+                t = now
+            v = held = offset + level
+            now += max(settle, 0.0)
+            start = now
+            now += half
+            if now > t:  # measure(): the state at mid-aperture
+                hold(v, now - t)
+                t = now
+            i = read(v)
+            tripped = limit_a is not None and abs(i) >= trip_a
+            if tripped:
+                i = limit_a if i > 0 else -limit_a
+                v = dut.voltage_at(i)
+                if not dut.self_limiting:
+                    held = v
+            now += half
+            rows.append((i, v, tripped, start))
+            if tripped and stop_on_trip:
+                break
+        self.now_s, slot.t_s, slot.v = now, t, held
+        if level is not None:
+            self.levels[terminal] = float(level)
+        return rows
 
     def _read_port(self, slot: _Slot, limit_a: float | None,
                    aperture: float) -> tuple[float, float, bool] | None:

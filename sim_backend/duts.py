@@ -91,6 +91,8 @@ class DendriteDut:
         self._events = int(a.events[0])
         self._kp_eff = float(a._kp_eff[0])
         self._km_eff = float(a._km_eff[0])
+        # the last hold's voltage with its decay rate b and fixed point r+/b (a one-entry cache)
+        self._rate_v, self._rate_b, self._rate_target = math.nan, 0.0, 0.0
 
     def _push(self) -> None:
         a = self.array
@@ -127,15 +129,20 @@ class DendriteDut:
         if sign == 0:
             self._w = w * math.exp(-min(dt * self.inv_tau, BDT_MAX))
             return
-        if sign > 0:
-            r_p = self._kp_eff * math.expm1(min(v * self.inv_vp, ARG_MAX))
-            r_m = 0.0
+        if v == self._rate_v:  # the voltage of the last hold (a sweep holds each level twice)
+            b, target = self._rate_b, self._rate_target
         else:
-            r_p = 0.0
-            r_m = self._km_eff * math.expm1(min(-v * self.inv_vm, ARG_MAX))
-        b = r_p + r_m + self.inv_tau
+            if sign > 0:
+                r_p = self._kp_eff * math.expm1(min(v * self.inv_vp, ARG_MAX))
+                r_m = 0.0
+            else:
+                r_p = 0.0
+                r_m = self._km_eff * math.expm1(min(-v * self.inv_vm, ARG_MAX))
+            b = r_p + r_m + self.inv_tau
+            target = r_p / b
+            self._rate_v, self._rate_b, self._rate_target = v, b, target
         em = math.expm1(-min(b * dt, BDT_MAX))
-        self._w = min(max(w + w * em - (r_p / b) * em, 0.0), 1.0)
+        self._w = min(max(w + w * em - target * em, 0.0), 1.0)
 
     def _start_pulse(self) -> None:
         """A new pulse: the next keyed C2C factor on k+ and k- (as ``DendriteArray`` does)."""
@@ -143,6 +150,7 @@ class DendriteDut:
             f = self._c2c(self._events)
             self._kp_eff = self.kp * f
             self._km_eff = self.km * f
+            self._rate_v = math.nan  # the rates of the last hold are stale
         self._events += 1
 
     def _batch(self, action: Any) -> None:

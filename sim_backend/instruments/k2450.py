@@ -323,7 +323,8 @@ class Keithley2450Sim(ScpiInstrument):
         name = func or ("CURR", "VOLT", "RES")[self.sense]
         return self.nplc[name] / self.line_frequency_hz
 
-    def _source_delay(self) -> float:
+    def _source_delay(self, level_v: float | None = None) -> float:
+        """The source delay in use (auto: by the range of ``level_v``, default the level)."""
         ch = self.ch
         f = ch.func
         if not self.src_delay_auto[f]:
@@ -331,7 +332,7 @@ class Keithley2450Sim(ScpiInstrument):
         if f == "CURR":
             return AUTO_DELAY_I
         if self.src_auto["VOLT"]:  # the voltage source range in use
-            r = pick_range(V_RANGES, ch.level_v)
+            r = pick_range(V_RANGES, ch.level_v if level_v is None else level_v)
             rng = r if r is not None else V_RANGES[-1]
         else:
             rng = self.src_range["VOLT"]
@@ -994,6 +995,19 @@ class Keithley2450Sim(ScpiInstrument):
         aperture = self._aperture()
         delay = sweep["delay"]
         ch.output = True
+        if func == "VOLT":
+            settle = ([delay] * len(levels) if delay is not None
+                      else [self._source_delay(level) for level in levels])
+            got = bench.sweep(ch.terminal, levels, settle, aperture, ch.ilim,
+                              sweep["fail_abort"])
+            if got is not None:
+                ch.level_v = levels[len(got) - 1] if got else ch.level_v
+                record = self._record
+                buf.extend([record(Sample(*r), level)  # got stops early on a fail-abort trip
+                            for r, level in zip(got, levels, strict=False)])
+                ch.off()
+                self._delay_pending = True
+                return
         rows = []
         for level in levels:
             if func == "VOLT":

@@ -401,3 +401,43 @@ def test_reading_buffer_matches_a_bounded_queue(fill):
             got = buf.rows(1, buf.count)[0]
             assert got.tolist() == [r[0] for r in ref]
     assert buf.rows(1, buf.count)[0].tolist() == [r[0] for r in ref]
+
+
+@pytest.mark.parametrize(
+    ("ilim", "fail_abort", "sweep"),
+    [
+        (1e-3, "OFF", ":SOUR:SWE:VOLT:LIN 0,1.5,40,-1,2,BEST,OFF,ON"),       # dual, count 2
+        (3e-7, "OFF", ":SOUR:SWE:VOLT:LIN -1,3,60,0.0005,1,BEST,OFF,OFF"),   # into compliance
+        (3e-7, "ON", ":SOUR:SWE:VOLT:LIN 0,3,60,0.0005,1,BEST,ON,OFF"),      # stops at the trip
+    ],
+)
+def test_sweep_fast_path_gives_the_numbers_of_the_point_by_point_loop(
+        monkeypatch, ilim, fail_abort, sweep):
+    """Bench.sweep (one device, local variables) against the generic per-point loop: the same
+    buffer bit for bit, with device noise, compliance clamps and fail-abort; the same clock and
+    device state afterwards."""
+    from sim_backend.bench import Bench
+
+    def run(fast: bool):
+        bench = Bench({"seed": 4, "noise": True, "devices": {"d1": {"kind": "dendrite"}},
+                       "wiring": {"smu/1": "d1", "pulse/1": "d1"}})
+        if not fast:
+            monkeypatch.setattr(bench, "sweep", lambda *a, **kw: None)
+        k = Keithley2450Sim(bench, "smu")
+        bench.source("pulse/1", 0.1)  # another source adds to the swept level
+        ask(k, f":SENS:CURR:NPLC 0.01;:SOUR:VOLT:ILIM {ilim}")
+        ask(k, sweep)
+        ask(k, ":INIT")
+        ask(k, ":SOUR:VOLT 0.2;:OUTP ON")
+        after = ask(k, ':READ? "defbuffer1",READ,SOUR,REL')  # the state the sweep left
+        n = int(ask(k, ":TRAC:ACT?")) - 1  # the sweep's readings, then the one above
+        data = ask(k, f':TRAC:DATA? 1,{n},"defbuffer1",READ,SOUR,REL,STAT,SOURSTAT')
+        return n, data, after, bench.now_s, bench.slots["d1"].dut.w
+
+    fast, slow = run(True), run(False)
+    assert fast == slow
+    n, data = fast[0], fast[1]
+    if fail_abort == "ON":
+        assert 1 < n < 60  # stopped at the first point in compliance
+    elif ilim < 1e-4:
+        assert floats(data)[0::5].count(ilim) > 3  # clamped at the limit
