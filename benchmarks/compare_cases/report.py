@@ -15,11 +15,17 @@ LAYERS = (("full", "full stack"), ("driver", "driver"), ("storage", "storage"),
           ("transport2", "transport, 2 msgs"), ("transport1", "transport, 1 msg"))
 NOT_INSTALLED = "not installed (pip install -e .[compare])"
 # (label, numerator case/layer, denominator case/layer, target, "ge" or "le")
+# dendrolab has two full stacks for the same sweep: point by point (one round trip each) and
+# buffered (the instrument's list sweep, how a protocol runs a sweep); both are reported.
 TARGETS = (
-    ("PyMeasure full stack / dendrolab full stack", ("pymeasure", "full"),
+    ("PyMeasure full stack / dendrolab full stack (point by point)", ("pymeasure", "full"),
      ("dendrolab", "full"), 6.0, "ge"),
-    ("QCoDeS full stack / dendrolab full stack", ("qcodes", "full"),
+    ("QCoDeS full stack / dendrolab full stack (point by point)", ("qcodes", "full"),
      ("dendrolab", "full"), 14.0, "ge"),
+    ("PyMeasure full stack / dendrolab-buffered full stack", ("pymeasure", "full"),
+     ("dendrolab-buffered", "full"), 6.0, "ge"),
+    ("QCoDeS full stack / dendrolab-buffered full stack", ("qcodes", "full"),
+     ("dendrolab-buffered", "full"), 14.0, "ge"),
     ("dendrolab full stack / raw-dendrosim transport (1 msg)", ("dendrolab", "full"),
      ("raw-dendrosim", "transport1"), 2.0, "le"),
 )
