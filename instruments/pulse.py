@@ -25,6 +25,7 @@ from instruments.base import (
     check_range,
     fmt,
     fmt_list,
+    parse_floats,
 )
 
 Q = Query
@@ -37,7 +38,12 @@ class PulseDialect:
     load_inf: tuple[Step, ...]
     load: tuple[Step, ...]  # $load_ohm
     voltage_limits: tuple[Step, ...]  # $high_v $low_v
-    pulse: tuple[Step, ...]  # $period_s $width_s $edge_s $high_v $low_v
+    pulse: tuple[Step, ...]  # $period_s $width_s $edge_s (the shape; levels below)
+    # Levels one at a time: the driver orders them so that high > low holds after each one
+    # (lowering both below the present low, high first, would be a settings conflict).
+    level_high: tuple[Step, ...]  # $high_v
+    level_low: tuple[Step, ...]  # $low_v
+    level_low_query: tuple[Step, ...]  # the present low level, when the driver does not know it
     burst: tuple[Step, ...]  # $cycles $source
     trigger: tuple[Step, ...]
     arb: tuple[Step, ...]  # $name $samples $rate $ptp_v $offset_v
@@ -97,6 +103,7 @@ class PulseGenerator(Instrument):
             check_range("load_ohm", load_ohm, 1.0, 10e3, self._where())
         self.load_ohm = float(load_ohm)
         self._burst_s = 0.0  # duration of one triggered burst, for the trigger timeout
+        self._low_v: float | None = None  # the low level this driver last programmed
         self._period_s = 0.0
         self._arb_s = 0.0
 
@@ -207,16 +214,26 @@ class PulseGenerator(Instrument):
         self, high_v: float, width_s: float, period_s: float, low_v: float, edge_s: float
     ) -> None:
         self._prepare_load()
-        self._run(
-            self._dialect.pulse,
-            period_s=fmt(period_s),
-            width_s=fmt(width_s),
-            edge_s=fmt(edge_s),
-            high_v=fmt(high_v),
-            low_v=fmt(low_v),
-        )
+        self._run(self._dialect.pulse, period_s=fmt(period_s), width_s=fmt(width_s),
+                  edge_s=fmt(edge_s))
+        self._send_levels(high_v, low_v)
         self._apply_clamps()
         self._period_s = period_s
+
+    def _send_levels(self, high_v: float, low_v: float) -> None:
+        """High then low, unless the new high would not clear the present low: then low first.
+        Either way every intermediate (high, low) pair is valid (both are checked already)."""
+        d = self._dialect
+        present_low = self._low_v
+        if present_low is None:  # not set by this driver yet: ask the instrument once
+            present_low = parse_floats(self._run(d.level_low_query)[0])[0]
+        steps = ((d.level_high, d.level_low)
+                 if high_v - present_low >= self.spec.limits.amplitude_min_vpp
+                 else (d.level_low, d.level_high))
+        self._low_v = None  # unknown until both are sent
+        for step in steps:
+            self._run(step, high_v=fmt(high_v), low_v=fmt(low_v))
+        self._low_v = low_v
 
     def configure_burst(self, cycles: int, *, trigger_source: str = "BUS") -> None:
         """Triggered burst of ``cycles`` periods of the present waveform."""
@@ -296,6 +313,7 @@ class PulseGenerator(Instrument):
         samples = np.clip((v - offset) / (ptp / 2.0), -1.0, 1.0)
 
         self._prepare_load()
+        self._low_v = None  # unknown until the upload is through
         with self._timeout_for(v.size * 10e-6):  # ASCII upload: generous 10 us per point
             self._run(
                 self._dialect.arb,
@@ -305,6 +323,7 @@ class PulseGenerator(Instrument):
                 ptp_v=fmt(ptp),
                 offset_v=fmt(offset),
             )
+        self._low_v = offset - ptp / 2.0  # PTP and offset set the levels the arb spans
         self._apply_clamps()
         self._period_s = 0.0
         self._arb_s = v.size / sample_rate_sa_s
@@ -352,9 +371,10 @@ KEYSIGHT_33500_DIALECT = PulseDialect(
         "SOUR$ch:FUNC:PULS:PER $period_s",
         "SOUR$ch:FUNC:PULS:WIDT $width_s",
         "SOUR$ch:FUNC:PULS:TRAN:BOTH $edge_s",
-        "SOUR$ch:VOLT:HIGH $high_v",
-        "SOUR$ch:VOLT:LOW $low_v",
     ),
+    level_high=("SOUR$ch:VOLT:HIGH $high_v",),
+    level_low=("SOUR$ch:VOLT:LOW $low_v",),
+    level_low_query=(Q("SOUR$ch:VOLT:LOW?"),),
     burst=(
         "SOUR$ch:BURS:MODE TRIG",
         "SOUR$ch:BURS:NCYC $cycles",

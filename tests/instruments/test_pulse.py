@@ -20,8 +20,13 @@ BENCH = UserLimits(voltage_min_v=-1.0, voltage_max_v=2.0)
 CLAMPS_1 = ["SOUR1:VOLT:LIM:HIGH 2", "SOUR1:VOLT:LIM:LOW -1", "SOUR1:VOLT:LIM:STAT ON"]
 
 
+PRESENT_LOW = "-5.000000000000000E-02"  # the 33500's low level after *RST
+
+
 def make(spec, replies=None, **kwargs):
-    fake = FakeResource(replies)
+    """A driver on a fake that answers the present-low query like a freshly reset 33500."""
+    answers = {f"SOUR{ch}:VOLT:LOW?": PRESENT_LOW for ch in (1, 2)}
+    fake = FakeResource({**answers, **(replies or {})})
     return PulseGenerator(fake, spec, **kwargs), fake
 
 
@@ -36,6 +41,7 @@ class TestBothFamilies:
             "SOUR1:FUNC:PULS:PER 1e-05",
             "SOUR1:FUNC:PULS:WIDT 1e-06",
             "SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09",
+            "SOUR1:VOLT:LOW?",
             "SOUR1:VOLT:HIGH 1.5",
             "SOUR1:VOLT:LOW 0",
             *CLAMPS_1,
@@ -61,6 +67,7 @@ class TestBothFamilies:
             "SOUR1:FUNC:PULS:PER 1e-06",
             "SOUR1:FUNC:PULS:WIDT 1e-07",
             "SOUR1:FUNC:PULS:TRAN:BOTH 1e-08",
+            "SOUR1:VOLT:LOW?",
             "SOUR1:VOLT:HIGH 1",
             "SOUR1:VOLT:LOW -0.5",
             *CLAMPS_1,
@@ -204,3 +211,27 @@ def test_arb_point_limit_differs_by_family():
 def test_bad_load():
     with pytest.raises(ParameterError, match="load_ohm"):
         make(K33522A, load_ohm=0.0)
+
+
+def test_levels_are_ordered_from_what_the_driver_knows():
+    """The present low is asked once; later the driver's own last levels decide: low first when
+    the new high would not clear the present low, else high first."""
+    gen, fake = make(K33522A, {"SOUR1:VOLT:LOW?": "+3.000000000000000E+00"})
+    gen.configure_pulse(high_v=1.0, width_s=1e-6, period_s=1e-5)          # below the low of 3 V
+    gen.configure_pulse(high_v=2.0, width_s=1e-6, period_s=1e-5, low_v=1.5)  # clears 0 V
+    gen.configure_pulse(high_v=1.0, width_s=1e-6, period_s=1e-5, low_v=-1.0)  # 1 V < 1.5 V
+    levels = [c for c in fake.commands if "VOLT:HIGH" in c or "VOLT:LOW" in c]
+    assert levels == [
+        "SOUR1:VOLT:LOW?", "SOUR1:VOLT:LOW 0", "SOUR1:VOLT:HIGH 1",
+        "SOUR1:VOLT:HIGH 2", "SOUR1:VOLT:LOW 1.5",
+        "SOUR1:VOLT:LOW -1", "SOUR1:VOLT:HIGH 1",
+    ]
+
+
+def test_an_arb_upload_sets_the_known_low_level():
+    gen, fake = make(K33522A)
+    gen.upload_arb("spikes", [0.5, 2.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5], 1e6)
+    fake.clear_traffic()
+    gen.configure_pulse(high_v=0.2, width_s=1e-6, period_s=1e-5, low_v=-0.2)  # 0.2 < 0.5
+    levels = [c for c in fake.commands if "VOLT:HIGH" in c or "VOLT:LOW" in c]
+    assert levels == ["SOUR1:VOLT:LOW -0.2", "SOUR1:VOLT:HIGH 0.2"]

@@ -408,3 +408,17 @@ def test_function_change_clips_the_frequency(dendrite_bench):
     assert ask(m, "SOUR1:FREQ?;FUNC:PULS:PER?") == (
         "+3.000000000000000E+07;+3.333333333333000E-08")
     assert errors(m) == []
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    ((3.0, 0.0), (-1.0, -3.0)),   # both levels below the present low: low must go first
+    ((-1.0, -3.0), (3.0, 1.0)),   # both above the present high: high first
+    ((1.0, 0.0), (0.5, -0.5)),    # overlapping: either order works
+])
+def test_driver_reprograms_levels_without_a_settings_conflict(gen, first, then):
+    """Excitatory then inhibitory pulses (and back) on one channel: every configuration is
+    accepted (no -221 from an intermediate high <= low) and the instrument holds the levels."""
+    for high, low in (first, then):
+        gen.pulse_train(high, 1e-4, 2e-4, 3, low_v=low)  # check_errors raises on any error
+        snap = gen.settings()["instrument"]
+        assert float(snap["voltage_high"]) == high and float(snap["voltage_low"]) == low
