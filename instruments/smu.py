@@ -148,6 +148,7 @@ class Smu(Instrument):
         self._mode: str | None = None  # "v" or "i" once a source is configured
         self._limit: float | None = None
         self._integration_s = 1.0 / self.line_frequency_hz  # 1 PLC until configured
+        self._at: tuple[Any, ...] | None = None  # measure_at's message, see _measure_at_message
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -323,7 +324,7 @@ class Smu(Instrument):
         else:
             self._check_voltage("level_v", level)
             self._require_voltage_source("measure_at")
-        at = self.__dict__.get("_at")
+        at = self._at
         if at is None or at[0] != self._mode or at[1] is not self.spec:
             at = self._at = self._measure_at_message()
         return self._reading(self._query(at[2] + fmt(level) + at[3]), at[4])
@@ -346,8 +347,6 @@ class Smu(Instrument):
                 f"{self._where()}: expected {len(columns)} values ({','.join(columns)}), "
                 f"got {values}"
             )
-        if columns[0] == "i" and columns[1] == "v":
-            return Reading(values[0], values[1])
         return Reading(values[columns.index("i")], values[columns.index("v")])
 
     def measure_current(self) -> float:

@@ -35,6 +35,15 @@ PORTS = {"dendrite": ("top",), "soma": ("top",), "synapse": ("top", "gate"),
          "unit": ("in", "out")}
 
 
+def _clamp(dut: Any, i: float, v: float, limit_a: float | None) -> tuple[float, float, bool]:
+    """A source in compliance: a current at the limit is held there and the device voltage
+    drops to where the device conducts it. ``(current, device voltage, tripped)``."""
+    if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
+        i = limit_a if i > 0 else -limit_a
+        return i, dut.voltage_at(i), True
+    return i, v, False
+
+
 class Reading(NamedTuple):
     """One measurement at a terminal: current into the device, the device voltage, a trip flag
     (a named tuple: one is made per reading)."""
@@ -319,7 +328,6 @@ class Bench:
         self._refresh(slot)  # (a synapse's gate voltage stays as it is during the sweep)
         if limit_a is not None:
             dut.limit_a = limit_a
-            trip_a = limit_a * (1 - 1e-9)
         half = max(aperture_s, 0.0) / 2
         now, t, held = self.now_s, slot.t_s, slot.v
         rows: list[tuple[float, float, bool, float]] = []
@@ -335,13 +343,9 @@ class Bench:
             if now > t:  # measure(): the state at mid-aperture
                 hold(v, now - t)
                 t = now
-            i = read(v)
-            tripped = limit_a is not None and abs(i) >= trip_a
-            if tripped:
-                i = limit_a if i > 0 else -limit_a
-                v = dut.voltage_at(i)
-                if not dut.self_limiting:
-                    held = v
+            i, v, tripped = _clamp(dut, read(v), v, limit_a)
+            if tripped and not dut.self_limiting:
+                held = v
             now += half
             rows.append((i, v, tripped, start))
             if tripped and stop_on_trip:
@@ -363,14 +367,10 @@ class Bench:
         v = slot.v
         if aperture > 0 and getattr(dut, "integrating", False):
             return None
-        i = dut.read(v)
-        if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
-            i = limit_a if i > 0 else -limit_a
-            v = dut.voltage_at(i)
-            if not dut.self_limiting:
-                slot.v = v   # the clamped voltage is what the device sees from now on
-            return i, v, True
-        return i, v, False
+        i, v, tripped = _clamp(dut, dut.read(v), v, limit_a)
+        if tripped and not dut.self_limiting:
+            slot.v = v   # the clamped voltage is what the device sees from now on
+        return i, v, tripped
 
     # ------------------------------------------------------------------ switch matrix
     def close_route(self, crosspoint: str, links: list[tuple[str, str]]) -> None:

@@ -65,7 +65,8 @@ _SENSE_FUNCS = {"CURR": 0, "VOLT": 1, "RES": 2}
 _SENSE_NAMES = {0: '"CURR:DC"', 1: '"VOLT:DC"', 2: '"RES"'}
 _SENSE_KEYS = ("CURR", "VOLT", "RES")
 _NCOLS = 7  # values per reading (_Buffer.NAMES)
-_FLUSH_VALUES = _NCOLS * 4096
+_FLUSH_ROWS = 4096  # pending single readings that go to the columns in one write
+_FLUSH_VALUES = _NCOLS * _FLUSH_ROWS
 _READ_ONLY = ("READ",)
 #: ``:FORM:ASC:PREC`` -> format spec of ASCII readings (0: the default 7 significant digits).
 _ASCII_SPECS = {p: f".{p - 1 if p else 6}E" for p in range(17)}
@@ -201,11 +202,11 @@ class _Buffer:
 
     def append(self, row: tuple[float, ...]) -> None:
         """Store one reading (the spot-reading fast path of ``extend``)."""
+        if len(row) != _NCOLS:
+            raise ValueError(f"a reading has {_NCOLS} values, not {len(row)}")
         n = self.count
         cap = self.capacity
         if n < cap and not self.start:
-            if len(row) != _NCOLS:
-                raise ValueError(f"a reading has {_NCOLS} values, not {len(row)}")
             flat = self._flat
             flat.extend(row)
             self.count = n + 1
@@ -217,11 +218,9 @@ class _Buffer:
             return
         # continuous fill, full: the reading will replace the oldest one (collected, then one
         # ring write for many)
-        if len(row) != _NCOLS:
-            raise ValueError(f"a reading has {_NCOLS} values, not {len(row)}")
         wrap = self._wrap
         wrap.append(row)
-        if len(wrap) >= 4096:
+        if len(wrap) >= _FLUSH_ROWS:
             self._flush()
 
     def rows(self, first: int, last: int) -> list[np.ndarray]:
@@ -995,31 +994,30 @@ class Keithley2450Sim(ScpiInstrument):
         aperture = self._aperture()
         delay = sweep["delay"]
         ch.output = True
-        if func == "VOLT":
+        got = None
+        if func == "VOLT":  # one device on the terminal: the bench runs the loop (same numbers)
             settle = ([delay] * len(levels) if delay is not None
                       else [self._source_delay(level) for level in levels])
             got = bench.sweep(ch.terminal, levels, settle, aperture, ch.ilim,
                               sweep["fail_abort"])
-            if got is not None:
-                ch.level_v = levels[len(got) - 1] if got else ch.level_v
-                record = self._record
-                buf.extend([record(Sample(*r), level)  # got stops early on a fail-abort trip
-                            for r, level in zip(got, levels, strict=False)])
-                ch.off()
-                self._delay_pending = True
-                return
-        rows = []
-        for level in levels:
-            if func == "VOLT":
-                ch.level_v = level
-            else:
-                ch.level_a = level
-            ch.apply()
-            bench.advance(self._source_delay() if delay is None else delay)
-            s = ch.measure(aperture)
-            rows.append(self._record(s, level))
-            if sweep["fail_abort"] and s.in_compliance:
-                break
+        if got is not None:
+            if got:
+                ch.level_v = levels[len(got) - 1]
+            rows = [self._record(Sample(*r), level)  # got stops early on a fail-abort trip
+                    for r, level in zip(got, levels, strict=False)]
+        else:
+            rows = []
+            for level in levels:
+                if func == "VOLT":
+                    ch.level_v = level
+                else:
+                    ch.level_a = level
+                ch.apply()
+                bench.advance(self._source_delay() if delay is None else delay)
+                s = ch.measure(aperture)
+                rows.append(self._record(s, level))
+                if sweep["fail_abort"] and s.in_compliance:
+                    break
         buf.extend(rows)
         ch.off()
         self._delay_pending = True
