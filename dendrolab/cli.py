@@ -220,12 +220,16 @@ def demo(out_dir: Path, preset: str) -> None:
     into one HDF5 file each, plots every run, writes report.md, and adds the physics figure
     of the device models alone (amplitude filtering, integration, relaxation, soma, unit).
     """
+    import time
+
     from dendrolab.demo import run_bench_demo, run_physics_demo
 
+    wall0 = time.perf_counter()
     for line in run_bench_demo(out_dir, _sim_bench()):
         click.echo(line)
     for line in run_physics_demo(out_dir, preset):
         click.echo(line)
+    click.echo(f"demo done in {time.perf_counter() - wall0:.1f} s")
 
 
 @main.command()

@@ -7,6 +7,7 @@ the dendrite-soma unit fire as they should. It writes files only into ``out_dir`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def run_bench_demo(out_dir: Path, bench: Path,
     """Run real protocols through the bench into HDF5 run files, plot each, write report.md."""
     from analysis.plots import plot_run
     from analysis.runs import describe_run
-    from protocols.runner import run_protocol
+    from protocols.runner import run_clock_s, run_protocol
 
     runs_dir = Path(out_dir) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -146,12 +147,16 @@ def run_bench_demo(out_dir: Path, bench: Path,
     for name in protocols:
         path = runs_dir / f"{name}.h5"
         path.unlink(missing_ok=True)
+        wall0 = time.perf_counter()
         run_protocol(name, bench, path)
+        wall_s = time.perf_counter() - wall0
+        simulated_s = run_clock_s(path) or 0.0
         png = plot_run(path)
         summary = describe_run(path)
         status = next(x for x in summary if x.startswith("status")).split(";")[0].split()[-1]
         steps = next(x for x in summary if x.startswith("steps:"))
-        yield f"{name}: {status}, {steps}, {path}"
+        yield (f"{name}: {status}, {steps}, {simulated_s:.3g} s of bench time in "
+               f"{wall_s:.2f} s, {path}")
         report += [f"## {name}", "", f"![{name}]({png.relative_to(out_dir)})", "", "```",
                    *summary[:6], "```", ""]
     report += ["## Device models alone", "", "![physics](physics.png)", ""]

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pyvisa.errors import Error as VisaError
 
 from dendrolab.errors import InstrumentError, ParameterError
+from instruments.clock import clock_of
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,8 @@ class Instrument:
         self.limits = limits or UserLimits()
         self.auto_check_errors = auto_check_errors
         self.identity: Identity | None = None
+        #: Waits (ramps, settling) go through the VISA library's clock: see instruments.clock.
+        self.clock = clock_of(resource)
         with contextlib.suppress(AttributeError):
             resource.read_termination = spec.read_termination
             resource.write_termination = spec.write_termination

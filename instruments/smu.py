@@ -7,7 +7,6 @@ patterns); ``Smu`` itself must not branch on the model and must not know about s
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from string import Template
@@ -521,7 +520,7 @@ class Smu(Instrument):
             if self._best_effort("ramping", self._run, d.set_level, level=fmt(target)) is None:
                 break
             if target and self.ramp_step_s:
-                time.sleep(self.ramp_step_s)
+                self.clock.sleep(self.ramp_step_s)
         self._best_effort("output off", self._run, d.output_off)
 
     def settings(self) -> dict[str, Any]:

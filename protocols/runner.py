@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from dendrolab.errors import DendrolabError, ProtocolError, RunFileError
 from instruments.bench_config import InstrumentSet, load_bench_config
+from instruments.clock import Clock, clock_of
 from protocols.library import resolve_protocol
 from protocols.plan import Plan, PlanStep, arb_waveform, compile_protocol, roles_from_bench_config
 from protocols.runfile import (
@@ -35,10 +35,12 @@ from protocols.runfile import (
 )
 from protocols.safety import RunInterrupted, signals_raise
 
-#: Dataset of a step that records nothing else: when it finished, host clock since run start.
+#: Dataset of a step that records nothing else: when it finished, run clock since run start.
 DONE_DATASET = "t_done_s"
 
 Progress = Callable[[PlanStep, float], None]
+#: Event logged when a run (or a resumed part) ends: its run-clock kind and elapsed seconds.
+RUN_CLOCK_EVENT = "run_clock"
 
 
 @dataclass
@@ -102,11 +104,20 @@ def _library_metadata(instruments: InstrumentSet) -> dict[str, Any]:
 
 
 class _Executor:
-    """Runs plan steps against drivers; one method per action."""
+    """Runs plan steps against drivers; one method per action.
+
+    Waits and timestamps go through the VISA library's clock (``instruments.clock``): the wall
+    clock on real instruments, the bench's virtual clock on a simulator (reproducible).
+    """
 
     def __init__(self, plan: Plan, instruments: InstrumentSet, writer: RunWriter,
-                 t0: float) -> None:
-        self.plan, self.instruments, self.writer, self.t0 = plan, instruments, writer, t0
+                 clock: Clock, t0: float) -> None:
+        self.plan, self.instruments, self.writer = plan, instruments, writer
+        self.clock, self.t0 = clock, t0
+
+    def elapsed(self) -> float:
+        """Run-clock seconds since the run (or the resumed part of it) started."""
+        return self.clock.now() - self.t0
 
     def driver(self, step: PlanStep) -> Any:
         if step.role is None:
@@ -120,7 +131,7 @@ class _Executor:
         with self.writer.step(step.index) as out:
             handler(step, dict(step.params), out)
             if not step.records:
-                out.append(time.perf_counter() - self.t0)
+                out.append(self.elapsed())
 
     # -- SMU ---------------------------------------------------------------------------------
     def _smu_setup(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
@@ -134,10 +145,10 @@ class _Executor:
         smu.set_voltage(p["level_v"])
         smu.output_on()
         if p.get("delay_s"):
-            time.sleep(p["delay_s"])
+            self.clock.sleep(p["delay_s"])
         for _ in range(int(p.get("count", 1))):
             r = smu.measure_iv()
-            out.append(r.voltage_v, r.current_a, time.perf_counter() - self.t0)
+            out.append(r.voltage_v, r.current_a, self.elapsed())
         smu.set_voltage(0.0)
         smu.output_off()
 
@@ -186,7 +197,7 @@ class _Executor:
                 error = (g - target) / target
                 pulse_v = 0.0 if abs(error) <= tol else (p["v_set"] if error < 0 else
                                                          p["v_reset"])
-                out.append(r.voltage_v, r.current_a, time.perf_counter() - self.t0, pulse_v)
+                out.append(r.voltage_v, r.current_a, self.elapsed(), pulse_v)
                 if pulse_v == 0.0:
                     break
                 smu.pulsed_list_sweep([pulse_v], width_s=p["width_s"],
@@ -227,7 +238,7 @@ class _Executor:
         self.driver(step).open_all()
 
     def _wait(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
-        time.sleep(float(p["duration_s"]))
+        self.clock.sleep(float(p["duration_s"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,9 +254,14 @@ def prepare(protocol_ref: str | Path, bench_path: str | Path, *,
     return plan, config
 
 
-def _execute(plan: Plan, instruments: InstrumentSet, writer: RunWriter, start: int,
-             progress: Progress | None, t0: float) -> None:
-    executor = _Executor(plan, instruments, writer, t0)
+def _executor(plan: Plan, instruments: InstrumentSet, writer: RunWriter) -> _Executor:
+    """An executor on the instrument set's clock, its run time starting now."""
+    clock = clock_of(instruments.rm)
+    return _Executor(plan, instruments, writer, clock, clock.now())
+
+
+def _execute(executor: _Executor, start: int, progress: Progress | None) -> None:
+    plan, instruments = executor.plan, executor.instruments
     for step in plan.steps[start:]:
         executor.run(step)
         if progress is not None:
@@ -253,9 +269,16 @@ def _execute(plan: Plan, instruments: InstrumentSet, writer: RunWriter, start: i
     instruments.check_errors()
 
 
-def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None) -> None:
-    """Safe state first (always), then the after-snapshots, then the file status."""
+def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None,
+            executor: _Executor, start: int) -> None:
+    """Safe state first (always), then the run clock and after-snapshots, then the status."""
     instruments.safe_state()
+    try:  # how long the run took on its clock (bench seconds on a simulator): an event
+        writer.log_event(RUN_CLOCK_EVENT, {"clock": getattr(executor.clock, "kind", "custom"),
+                                           "elapsed_s": executor.elapsed(),
+                                           "from_step": start})
+    except (DendrolabError, OSError):
+        pass
     for role in list(instruments):
         if role in instruments.config.roles:
             try:
@@ -306,14 +329,15 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
             **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
         }
         writer = RunWriter.create(out_path, meta, layout_for(plan, instruments))
+        executor = _executor(plan, instruments, writer)
         error: BaseException | None = None
         try:
-            _execute(plan, instruments, writer, 0, progress, time.perf_counter())
+            _execute(executor, 0, progress)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            _finish(writer, instruments, error)
+            _finish(writer, instruments, error, executor, 0)
     return out_path
 
 
@@ -346,26 +370,26 @@ def resume_run(path: str | Path, *, progress: Progress | None = None,
     if on_plan is not None:
         on_plan(plan, start)
     with signals_raise(), InstrumentSet(config) as instruments:
+        executor = _executor(plan, instruments, writer)
         error: BaseException | None = None
         try:
-            _reread_device(plan, start, instruments, writer)
-            _execute(plan, instruments, writer, start, progress, time.perf_counter())
+            _reread_device(executor, start)
+            _execute(executor, start, progress)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            _finish(writer, instruments, error)
+            _finish(writer, instruments, error, executor, start)
     return path, start
 
 
-def _reread_device(plan: Plan, start: int, instruments: InstrumentSet,
-                   writer: RunWriter) -> None:
+def _reread_device(executor: _Executor, start: int) -> None:
     """Measure the device once before continuing, as the first read step of the plan does."""
+    plan, writer = executor.plan, executor.writer
     setup = next((s for s in plan.steps if s.action == "smu.setup"), None)
     read = next((s for s in plan.steps if s.action == "smu.read"), None)
     if setup is None or read is None:
         return
-    executor = _Executor(plan, instruments, writer, time.perf_counter())
     smu = executor.driver(read)
     p = dict(setup.params)
     smu.configure_source_voltage(p["limit_a"], range_v=p.get("range_v"))
@@ -381,11 +405,21 @@ def _reread_device(plan: Plan, start: int, instruments: InstrumentSet,
                                        "time": datetime.now(timezone.utc).isoformat()})
 
 
+def run_clock_s(path: str | Path) -> float | None:
+    """Run-clock seconds a run took (bench seconds on a simulator; summed over resumed parts),
+    from its ``run_clock`` events; None for a file without them."""
+    with RunReader(path) as reader:
+        spans = [float(e["elapsed_s"]) for e in reader.events()
+                 if e.get("kind") == RUN_CLOCK_EVENT]
+    return sum(spans) if spans else None
+
+
 def read_points(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Every step's datasets of a run file (for quick checks and tests)."""
     with RunReader(path) as reader:
         return {s.name: dict(reader.step(s.name).arrays) for s in reader.steps}
 
 
-__all__ = ["RunInfo", "layout_for", "prepare", "read_points", "resume_run", "run_protocol"]
+__all__ = ["RUN_CLOCK_EVENT", "RunInfo", "layout_for", "prepare", "read_points", "resume_run",
+           "run_clock_s", "run_protocol"]
 

@@ -10,9 +10,11 @@ dendrite-soma unit, plus ``gate`` for a 1T1R synapse); each instrument terminal 
 connects to ports directly or through switch-matrix crosspoints. A port's voltage is the sum of the
 levels of the sources connected to it whose output is on (an output that is off is open).
 
-Host time: every host command costs ``host_latency_s`` of bench time; with ``host_time: wall``
-(default) a host idle for ``host_idle_s`` or longer (a PC-timed wait) lets that real time pass on
-the bench too, as in a lab, so devices relax; ``latency`` never uses real time (deterministic).
+Host time (``host_time``): ``virtual`` (default) is reproducible: every host command costs
+``host_latency_s`` of bench time and a host wait passes through ``sleep`` (the clock the VISA
+library hands the runner and drivers), instantly in wall time. ``wall`` is for testing real-time
+behaviour and is not reproducible: a host idle for ``host_idle_s`` or longer lets that real time
+pass on the bench too, and how long Python took shows in the data.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sim_backend.physics.presets import DeviceModels, load_models
 from sim_backend.physics.rng import device_keys
 from sim_backend.physics.waveform import Waveform
 
+HOST_TIMES = ("virtual", "wall")
 PORTS = {"dendrite": ("top",), "soma": ("top",), "synapse": ("top", "gate"),
          "unit": ("in", "out")}
 
@@ -87,11 +90,12 @@ class Bench:
         self.seed = _int(cfg.get("seed", 0), "bench.seed")
         self.wafer_id = _int(cfg.get("wafer_id", 0), "bench.wafer_id")
         self.host_latency_s = _float(cfg.get("host_latency_s", 0.0), "bench.host_latency_s")
-        self.host_time = cfg.get("host_time", "wall")
-        if self.host_time not in ("wall", "latency"):
-            raise ParameterError(f"bench.host_time = {self.host_time!r}: must be 'wall' (the "
-                                 "time between host commands passes on the bench) or 'latency' "
-                                 "(only host_latency_s per command: deterministic)")
+        self.host_time = cfg.get("host_time", "virtual")
+        if self.host_time not in HOST_TIMES:
+            raise ParameterError(f"bench.host_time = {self.host_time!r}: must be 'virtual' "
+                                 "(reproducible: host latency per command, waits take no wall "
+                                 "time) or 'wall' (real time between host commands passes on the "
+                                 "bench: not reproducible)")
         self.host_idle_s = _float(cfg.get("host_idle_s", 2e-3), "bench.host_idle_s")
         self._host_mark: float | None = None
         models_src = cfg.get("models")
@@ -172,11 +176,20 @@ class Bench:
         if dt_s > 0:
             self.now_s += dt_s
 
+    def sleep(self, dt_s: float) -> None:
+        """A host wait of ``dt_s`` (the clock hook's ``sleep``): bench time passes at once in
+        ``virtual`` mode; in ``wall`` mode the host really waits and the gap is counted by the
+        next ``host_command``."""
+        if self.host_time == "wall":
+            time.sleep(max(dt_s, 0.0))
+            return
+        with self.lock:
+            self.advance(dt_s)
+
     def host_command(self) -> None:
         """A host command arrived: advance the clock by the host latency, or (``host_time:
         wall``) by the real time since the previous command ended when the host was idle for at
         least ``host_idle_s`` (a deliberate PC-timed wait), so such waits pass on the bench too.
-        Shorter gaps are Python overhead and count as the fixed latency: runs stay reproducible.
         """
         dt = self.host_latency_s
         if self.host_time == "wall" and self._host_mark is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 from pyvisa import constants, errors, rname
+from pyvisa.util import LibraryPath
 from pyvisa_sim import parser
 from pyvisa_sim.highlevel import SimVisaLibrary
 
@@ -115,8 +116,30 @@ class ModelDevice:
         return chunk, end
 
 
+class BenchClock:
+    """The clock ``@dendrosim`` hands the runner and drivers: bench seconds, and waits that pass
+    on the bench (instantly in ``virtual`` host time). Follows ``reset`` to the new bench."""
+
+    kind = "bench"
+
+    def __init__(self, library: DendroSimVisaLibrary) -> None:
+        self._library = library
+
+    def now(self) -> float:
+        return self._library.bench.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self._library.bench.sleep(seconds)
+
+
 class DendroSimVisaLibrary(SimVisaLibrary):
     """pyvisa library ``@dendrosim``: a bench YAML path, or the packaged default bench."""
+
+    @staticmethod
+    def get_library_paths() -> tuple[LibraryPath, ...]:
+        """The packaged bench file stands for the library (a real path, never ``unset``: tools
+        such as PyMeasure read ``unset`` as plain pyvisa-sim and close the shared manager)."""
+        return (LibraryPath(str(default_bench_path()), "dendrosim packaged bench"),)
 
     @staticmethod
     def get_debug_info() -> dict[str, str]:
@@ -165,6 +188,10 @@ class DendroSimVisaLibrary(SimVisaLibrary):
             cls = model_class(str(entry["model"]))
             self.models[canonical] = (cls(self.bench, name, options), not static.delimiter)
 
+    def clock(self) -> BenchClock:
+        """The generic clock hook (see ``instruments.clock``): the bench's own time."""
+        return BenchClock(self)
+
     def run_metadata(self) -> dict[str, Any]:
         """What a run file records about this library: simulator, bench, seed, model version."""
         import hashlib
@@ -176,7 +203,7 @@ class DendroSimVisaLibrary(SimVisaLibrary):
         canonical = json.dumps(models.to_dict(), sort_keys=True, default=str)
         return {"simulator": "dendrosim", "simulator_version": __version__,
                 "bench_file": str(self.bench_path), "sim_seed": self.bench.seed,
-                "sim_models": models.name,
+                "sim_models": models.name, "sim_host_time": self.bench.host_time,
                 "sim_model_version": hashlib.sha256(canonical.encode()).hexdigest()[:16]}
 
     def reset(self) -> None:

@@ -83,14 +83,21 @@ def test_device_clear_drops_pending_replies_and_keeps_settings_and_errors(rm):
     assert smu.query(":SYST:ERR?").startswith("-113")
 
 
-def test_empty_read_fails_fast_even_with_long_timeout(rm):
+def test_empty_read_fails_fast_even_with_long_timeout(rm, monkeypatch):
+    """Nothing to read: the time-out error comes at once, without waiting (pyvisa-sim itself
+    polls the clock until the timeout runs out; any such wait would hit the patched clock)."""
     import time
 
     smu = rm.open_resource(SMU, read_termination="\n", write_termination="\n", timeout=5000)
-    t0 = time.perf_counter()
-    with pytest.raises(errors.VisaIOError):
+
+    def no_waiting(*_args: object) -> float:
+        raise AssertionError("the read waited")
+
+    for name in ("sleep", "time", "monotonic", "perf_counter"):
+        monkeypatch.setattr(time, name, no_waiting)
+    with pytest.raises(errors.VisaIOError) as err:
         smu.read()
-    assert time.perf_counter() - t0 < 0.5
+    assert err.value.error_code == constants.VI_ERROR_TMO
 
 
 def test_large_reply_is_read_in_chunks(rm):
@@ -205,3 +212,22 @@ def test_model_without_terminal_name_is_refused(tmp_path):
 ])
 def test_definite_blocks_may_contain_the_terminator(buf, incomplete):
     assert _block_incomplete(buf) is incomplete
+
+
+def test_library_presents_a_real_path(rm):
+    """``@dendrosim`` names its bench file as its library path, never pyvisa-sim's ``unset``."""
+    path = rm.visalib.library_path
+    assert str(path) == str(default_bench_path())
+    assert str(path) != "unset"
+
+
+def test_closing_a_pymeasure_instrument_leaves_other_sessions_open(rm):
+    """PyMeasure closes the whole ResourceManager when the library path reads ``unset`` (its
+    pyvisa-sim workaround); on ``@dendrosim`` every other open session must keep working."""
+    keithley = pytest.importorskip("pymeasure.instruments.keithley")
+    ours = rm.open_resource(TSP_SMU, read_termination="\n", write_termination="\n")
+    theirs = keithley.Keithley2450(SMU, visa_library="@dendrosim")
+    assert "2450" in theirs.id
+    theirs.adapter.close()
+    assert "2636B" in ours.query("*IDN?")
+    assert rm.session is not None

@@ -107,13 +107,26 @@ def test_soma_threshold_switching_with_hysteresis():
     assert currents[0.5][1] == pytest.approx(currents[0.5][0])   # released below V_hold
 
 
-def test_host_time_modes():
-    b = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=1e-3, host_time="latency")
+def test_virtual_host_time_counts_latency_and_waits_only(monkeypatch):
+    b = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=1e-3)
+    assert b.host_time == "virtual"                        # the default: reproducible
     b.host_command()
     b.host_done()
+    import time
+
+    time.sleep(0.01)                                       # slow Python between commands
     b.host_command()
-    assert b.now_s == pytest.approx(2e-3)
-    wall = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=1e-4, host_idle_s=5e-3)
+    assert b.now_s == pytest.approx(2e-3, abs=0)           # ... does not pass on the bench
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    b.sleep(5.0)                                           # a host wait: bench time, at once
+    assert slept == []
+    assert b.now_s == 5.0 + 2e-3
+
+
+def test_wall_host_time_lets_real_gaps_pass(monkeypatch):
+    wall = bench({"d": {"kind": "dendrite"}}, {}, host_latency_s=1e-4, host_idle_s=5e-3,
+                 host_time="wall")
     wall.host_command()
     wall.host_done()
     wall.host_command()                      # a short gap counts as the latency only
@@ -121,9 +134,15 @@ def test_host_time_modes():
     wall.host_done()
     import time
 
-    time.sleep(0.01)
-    wall.host_command()                      # a deliberate wait passes on the bench
-    assert wall.now_s >= 0.01
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    wall.sleep(0.01)                         # a wait really waits ...
+    assert slept == [0.01]
+    clock = iter([100.0])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    wall._host_mark = 99.99                  # (the host went idle 10 ms before "now")
+    wall.host_command()                      # ... and the gap passes on the bench
+    assert wall.now_s == pytest.approx(2e-4 + 0.01)
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -132,6 +151,7 @@ def test_host_time_modes():
     ({"devices": {"d": {"kind": "dendrite"}}, "wiring": {"a/1": "d.gate"}}, r"has no port 'gate'"),
     ({"seed": 1.5}, r"bench.seed = 1.5: must be an integer"),
     ({"host_time": "fast"}, r"host_time = 'fast'"),
+    ({"host_time": "latency"}, r"must be 'virtual'"),
     ({"clock": 1}, r"unknown key\(s\) clock"),
 ])
 def test_bad_bench_configs_are_clear_errors(config, message):
