@@ -2295,9 +2295,15 @@ class TspInstrument:
                 )
                 return
 
+    def status_summary(self) -> int:
+        """Status-byte bits summarised from model register sets (models override)."""
+        return 0
+
     def status_byte(self) -> int:
-        """Status byte: EAV (bit 2), ESB (bit 5), MSS (bit 6)."""
-        stb = 0x04 if self.errors else 0
+        """Status byte: model summaries, EAV (bit 2), ESB (bit 5), MSS (bit 6)."""
+        stb = self.status_summary() & 0x9B
+        if self.errors:
+            stb |= 0x04
         if self.esr & self.ese:
             stb |= 0x20
         if stb & self.sre:

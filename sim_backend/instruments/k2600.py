@@ -6,7 +6,8 @@ Real TSP names (smuX.source/measure/nvbufferN/trigger, trigger.timer[N]) on our 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +31,7 @@ DCAMPS, DCVOLTS = 0, 1
 DISABLE, ENABLE, ASYNC = 0, 1, 2
 SOURCE_IDLE, SOURCE_HOLD = 0, 1
 DELAY_AUTO = -1
+SENSE_LOCAL, SENSE_REMOTE, SENSE_CALA = 0, 1, 3  # smuX.sense (manual 7-233)
 BUFFER_CAPACITY = 60_000  # readings per nvbuffer (approximate; the manual quotes > 60 000)
 TIMERS = 8
 
@@ -60,9 +62,10 @@ def _number(value: Any, name: str) -> float:
 
 def _ranged(value: Any, low: float, high: float, name: str) -> float:
     v = _number(value, name)
-    if not v >= low:  # also catches NaN
+    # bounds derived from range tables (0.2 * 0.1) carry rounding: allow 1e-12 relative
+    if not v >= low - abs(low) * 1e-12:  # also catches NaN
         raise TspError(1102, "Parameter too small")
-    if v > high:
+    if v > high + abs(high) * 1e-12:
         raise TspError(1101, "Parameter too big")
     return v
 
@@ -111,8 +114,11 @@ class ReadingBuffer(TspObject):
     TSP_READONLY = ("n", "capacity", "readings", "sourcevalues", "timestamps")
     TSP_METHODS = ("clear",)
 
-    def __init__(self, capacity: int = BUFFER_CAPACITY) -> None:
+    def __init__(
+        self, capacity: int = BUFFER_CAPACITY, on_clear: Callable[[], None] | None = None
+    ) -> None:
         self.capacity = capacity
+        self._on_clear = on_clear  # dedicated buffers: the owner updates status BAV
         self._append = 0
         self._stamps = 0
         self._sources = 0
@@ -165,6 +171,8 @@ class ReadingBuffer(TspObject):
         self._readings = []
         self._levels = []
         self._times = []
+        if self._on_clear is not None:
+            self._on_clear()
 
     def start(self) -> None:
         """A new measurement begins: without append mode the old contents go."""
@@ -875,8 +883,10 @@ class _SmuTrigger(TspObject):
 class _Smu(TspObject):
     """``smua`` / ``smub``: one channel driving the bench terminal ``<name>/<1|2>``."""
 
+    TSP_FIELDS = ("sense",)
     TSP_READONLY = (
         "source", "measure", "trigger", "nvbuffer1", "nvbuffer2",
+        "SENSE_LOCAL", "SENSE_REMOTE", "SENSE_CALA",
         "OUTPUT_DCAMPS", "OUTPUT_DCVOLTS", "OUTPUT_OFF", "OUTPUT_ON", "OUTPUT_HIGH_Z",
         "OUTPUT_NORMAL", "OUTPUT_ZERO", "AUTORANGE_OFF", "AUTORANGE_ON", "DISABLE", "ENABLE",
         "ASYNC", "SOURCE_IDLE", "SOURCE_HOLD", "DELAY_OFF", "DELAY_AUTO", "LIMIT_AUTO",
@@ -892,6 +902,7 @@ class _Smu(TspObject):
     DELAY_OFF, DELAY_AUTO = 0, DELAY_AUTO
     LIMIT_AUTO = 0
     AUTOZERO_OFF, AUTOZERO_ONCE, AUTOZERO_AUTO = 0, 1, 2
+    SENSE_LOCAL, SENSE_REMOTE, SENSE_CALA = SENSE_LOCAL, SENSE_REMOTE, SENSE_CALA
 
     def __init__(self, instrument: Keithley2600BSim, index: int, family: str) -> None:
         self.instrument = instrument
@@ -903,11 +914,30 @@ class _Smu(TspObject):
         self.source = _Source(self)
         self.measure = _Measure(self)
         self.trigger = _SmuTrigger(self, 1 + 10 * index)
-        self.nvbuffer1 = ReadingBuffer()
-        self.nvbuffer2 = ReadingBuffer()
+        self.nvbuffer1 = ReadingBuffer(on_clear=self._buffers_cleared)
+        self.nvbuffer2 = ReadingBuffer(on_clear=self._buffers_cleared)
+        self.vlimit = self.ilimit = False  # limit flags of the last reading (status VLMT/ILMT)
+        self._sense = SENSE_LOCAL
+
+    @property
+    def sense(self) -> int:
+        return self._sense
+
+    @sense.setter
+    def sense(self, value: Any) -> None:
+        """``smuX.sense`` (manual 7-233): LOCAL/REMOTE any time; CALA only with calibration
+        enabled, which the simulation never is, so CALA is refused like a locked instrument."""
+        mode = _choice(value, (SENSE_LOCAL, SENSE_REMOTE, SENSE_CALA), "sense")
+        if mode == SENSE_CALA:
+            raise TspError(-221, "Settings conflict; calibration is not enabled")
+        self._sense = mode
+
+    def _buffers_cleared(self) -> None:
+        self.instrument.status.smu_event(self, None, None, None)
 
     def reset(self) -> None:
         """``smuX.reset()``: defaults, output off (buffers keep their readings)."""
+        self._sense = SENSE_LOCAL
         self.source.defaults()
         self.measure.defaults()
         self.trigger.reset()
@@ -942,7 +972,10 @@ class _Smu(TspObject):
         target = self.level()
         vmax = limit_v or self.source.limitv
         bench, term = self.bench, self.terminal
-        bench.source(term, math.copysign(vmax, target) if target else 0.0)
+        if not target:
+            bench.source(term, 0.0)  # 0 A into passive devices: 0 V (no clamp to solve)
+            return False
+        bench.source(term, math.copysign(vmax, target))
         r = bench.measure(term, 0.0, abs(target))
         if r.tripped:
             bench.source(term, r.v_v)
@@ -950,11 +983,15 @@ class _Smu(TspObject):
         return target != 0
 
     def in_compliance(self) -> bool:
-        if self.source.output != ON:
-            return False
-        if self.source.func == DCAMPS:
-            return self._settle_current()
-        return self.bench.measure(self.terminal, 0.0, self.source.limiti).tripped
+        """Is the source at its limit now? Updates the VLMT/ILMT status bits (manual 12-7)."""
+        self.vlimit = self.ilimit = False
+        if self.source.output == ON:
+            if self.source.func == DCAMPS:
+                self.vlimit = self._settle_current()
+            else:
+                self.ilimit = self.bench.measure(self.terminal, 0.0, self.source.limiti).tripped
+        self.instrument.status.smu_event(self, self.vlimit, self.ilimit, None)
+        return self.vlimit or self.ilimit
 
     def wait_until(self, t_s: float) -> None:
         self.bench.advance(t_s - self.bench.now_s)
@@ -966,19 +1003,21 @@ class _Smu(TspObject):
         aperture = self.measure.nplc / self.instrument.localnode.linefreq
         t0 = bench.now_s
         m = self.measure
+        self.vlimit = self.ilimit = False
         if self.source.output != ON:
             return 0.0, bench.measure(term, aperture).v_v, t0
         if self.source.func == DCVOLTS:
             r = bench.measure(term, aperture, limit or self.source.limiti)
             i = r.i_a
+            self.ilimit = r.tripped
             if m.autorangei:
                 m._rangei = _pick_range(self.i_ranges, abs(i))
             elif abs(i) > m.rangei * 1.01:
                 i = OVERFLOW
             return i, r.v_v, t0
         self._settle_current(limit)
-        r = bench.measure(term, aperture, abs(self.level()))
-        self._settle_current(limit)
+        r = bench.measure(term, aperture, abs(self.level()) or None)
+        self.vlimit = self._settle_current(limit)
         v = r.v_v
         if m.autorangev:
             m._rangev = _pick_range(self.v_ranges, abs(v))
@@ -1003,6 +1042,8 @@ class _Smu(TspObject):
             for buf, value in zip(buffers, values[kind], strict=False):
                 if buf is not None:
                     buf.store(value, self.level(), t0)
+            overflow = abs(i) >= OVERFLOW or abs(v) >= OVERFLOW
+            self.instrument.status.smu_event(self, self.vlimit, self.ilimit, overflow)
         return i, v
 
     def spot(self, kind: str, *buffers: ReadingBuffer | None) -> tuple[float, float]:
@@ -1025,16 +1066,446 @@ class _LocalNode(TspLocalNode):
         self._linefreq = _choice(value, (50, 60), "linefreq")
 
 
-class _Status(TspObject):
-    """``status``: only ``status.reset()`` (clears the event registers)."""
+# ---------------------------------------------------------------------------------------------
+# Status model (manual section 12 / appendix E): the measurement event register tree feeding the
+# status byte, the standard event register and the service request enable. Each register set has
+# condition (R), event (R, cleared by reading), enable/ntr/ptr (RW, 0..65535); an event bit is set
+# on a 0->1 condition transition allowed by ptr or a 1->0 one allowed by ntr; a set's summary
+# (event AND enable) is a condition bit of its parent.
 
-    TSP_METHODS = ("reset",)
+_MEASUREMENT_SMU_BITS = {
+    "VOLTAGE_LIMIT": 1, "VLMT": 1, "CURRENT_LIMIT": 2, "ILMT": 2,
+    "READING_OVERFLOW": 128, "ROF": 128, "BUFFER_AVAILABLE": 256, "BAV": 256,
+}  # fmt: skip
+_REGISTER_CLASSES: dict[tuple[str, tuple[tuple[str, int], ...]], type[_Register]] = {}
+
+
+class _Register(TspObject):
+    """One status register set; subclasses made by :func:`_register` add the bit constants."""
+
+    TSP_FIELDS = ("enable", "ntr", "ptr")
+    TSP_READONLY = ("condition", "event")
+    ALL: ClassVar[int] = 0
+
+    def __init__(self, parent: _Register | None = None, parent_bit: int = 0) -> None:
+        self._parent = parent
+        self._parent_bit = parent_bit
+        self._condition = 0
+        self.status_reset()
+
+    def status_reset(self) -> None:
+        """Status reset defaults: enable 0, ntr 0, ptr all bits, event cleared."""
+        self._enable = 0
+        self._ntr = 0
+        self._ptr = self.ALL
+        self._event = 0
+        self._propagate()
+
+    def clear_event(self) -> None:
+        self._event = 0
+        self._propagate()
+
+    @property
+    def condition(self) -> int:
+        return self._condition
+
+    @property
+    def event(self) -> int:
+        """Reading the event register clears it (manual 12-19)."""
+        value = self._event
+        if value:
+            self.clear_event()
+        return value
+
+    @property
+    def enable(self) -> int:
+        return self._enable
+
+    @enable.setter
+    def enable(self, value: Any) -> None:
+        self._enable = _count(value, 0, 65535, "enable")
+        self._propagate()
+
+    @property
+    def ntr(self) -> int:
+        return self._ntr
+
+    @ntr.setter
+    def ntr(self, value: Any) -> None:
+        self._ntr = _count(value, 0, 65535, "ntr")
+
+    @property
+    def ptr(self) -> int:
+        return self._ptr
+
+    @ptr.setter
+    def ptr(self, value: Any) -> None:
+        self._ptr = _count(value, 0, 65535, "ptr")
+
+    def set_bits(self, mask: int, on: bool) -> None:
+        """Set or clear condition bits; latch the allowed transitions into the event register."""
+        old = self._condition
+        new = old | mask if on else old & ~mask
+        if new == old:
+            return
+        self._condition = new
+        latched = (new & ~old & self._ptr) | (old & ~new & self._ntr)
+        if latched:
+            self._event |= latched
+            self._propagate()
+
+    def summary(self) -> bool:
+        return bool(self._event & self._enable)
+
+    def _propagate(self) -> None:
+        if self._parent is not None:
+            self._parent.set_bits(self._parent_bit, self.summary())
+
+
+def _register(name: str, bits: Mapping[str, int]) -> type[_Register]:
+    """A register-set class whose bit constants are ``bits`` (cached per name and bits)."""
+    key = (name, tuple(sorted(bits.items())))
+    cls = _REGISTER_CLASSES.get(key)
+    if cls is None:
+        attrs: dict[str, Any] = dict(bits)
+        attrs["TSP_READONLY"] = tuple(bits)
+        attrs["ALL"] = sum(set(bits.values()))
+        cls = _REGISTER_CLASSES[key] = type(name, (_Register,), attrs)
+    return cls
+
+
+class _Measurement(_Register):
+    """``status.measurement`` (bits B0 VLMT, B1 ILMT, B7 ROF, B8 BAV, B11 INT or OE, B13 INST)
+    and its sub-register sets."""
+
+    TSP_READONLY = (
+        "voltage_limit", "current_limit", "reading_overflow", "buffer_available", "instrument",
+    )  # fmt: skip
+
+
+class _MeasurementInstrument(_Register):
+    """``status.measurement.instrument``: SMUA (B1) / SMUB (B2) summaries, and ``.smuX``."""
+
+
+class _StatusStandard(TspObject):
+    """``status.standard``: the IEEE 488.2 standard event register (``*ESR?``/``*ESE``)."""
+
+    TSP_FIELDS = ("enable", "ntr", "ptr")
+    TSP_READONLY = (
+        "condition", "event",
+        "OPERATION_COMPLETE", "OPC", "QUERY_ERROR", "QYE", "DEVICE_DEPENDENT_ERROR", "DDE",
+        "EXECUTION_ERROR", "EXE", "COMMAND_ERROR", "CME", "USER_REQUEST", "URQ",
+        "POWER_ON", "PON",
+    )  # fmt: skip
+    OPERATION_COMPLETE = OPC = 1
+    QUERY_ERROR = QYE = 4
+    DEVICE_DEPENDENT_ERROR = DDE = 8
+    EXECUTION_ERROR = EXE = 16
+    COMMAND_ERROR = CME = 32
+    USER_REQUEST = URQ = 64
+    POWER_ON = PON = 128
 
     def __init__(self, instrument: TspInstrument) -> None:
         self._instrument = instrument
+        self.status_reset()
+
+    def status_reset(self) -> None:
+        self._ntr = 0
+        self._ptr = 255
+
+    @property
+    def condition(self) -> int:
+        return self._instrument.esr
+
+    @property
+    def event(self) -> int:
+        value, self._instrument.esr = self._instrument.esr, 0
+        return value
+
+    @property
+    def enable(self) -> int:
+        return self._instrument.ese
+
+    @enable.setter
+    def enable(self, value: Any) -> None:
+        self._instrument.ese = _count(value, 0, 255, "enable")
+
+    @property
+    def ntr(self) -> int:
+        return self._ntr
+
+    @ntr.setter
+    def ntr(self, value: Any) -> None:
+        self._ntr = _count(value, 0, 255, "ntr")
+
+    @property
+    def ptr(self) -> int:
+        return self._ptr
+
+    @ptr.setter
+    def ptr(self, value: Any) -> None:
+        self._ptr = _count(value, 0, 255, "ptr")
+
+
+class _Status(TspObject):
+    """``status``: status byte (``condition``), ``request_enable``, ``node_enable``,
+    ``standard.*``, the ``measurement.*`` tree, and ``reset()``.
+
+    Not modelled: the operation, questionable and system register trees.
+    """
+
+    TSP_FIELDS = ("request_enable", "node_enable")
+    TSP_READONLY = (
+        "condition", "measurement", "standard",
+        "MEASUREMENT_SUMMARY_BIT", "MSB", "SYSTEM_SUMMARY_BIT", "SSB",
+        "ERROR_AVAILABLE", "EAV", "QUESTIONABLE_SUMMARY_BIT", "QSB",
+        "MESSAGE_AVAILABLE", "MAV", "EVENT_SUMMARY_BIT", "ESB",
+        "MASTER_SUMMARY_STATUS", "MSS", "OPERATION_SUMMARY_BIT", "OSB",
+    )  # fmt: skip
+    TSP_METHODS = ("reset",)
+    MEASUREMENT_SUMMARY_BIT = MSB = 1
+    SYSTEM_SUMMARY_BIT = SSB = 2
+    ERROR_AVAILABLE = EAV = 4
+    QUESTIONABLE_SUMMARY_BIT = QSB = 8
+    MESSAGE_AVAILABLE = MAV = 16
+    EVENT_SUMMARY_BIT = ESB = 32
+    MASTER_SUMMARY_STATUS = MSS = 64
+    OPERATION_SUMMARY_BIT = OSB = 128
+
+    def __init__(self, instrument: Keithley2600BSim, letters: list[str], family: str) -> None:
+        self._instrument = instrument
+        self.summary_bits = 0  # status byte bits fed by the register trees (MSB)
+        smu_bits = {f"SMU{x[-1].upper()}": 2 << k for k, x in enumerate(letters)}
+        lock = (
+            {"INTERLOCK": 2048, "INT": 2048}
+            if family != "260"
+            else {"OUTPUT_ENABLE": 2048, "OE": 2048}
+        )
+        measurement_bits = {
+            "VOLTAGE_LIMIT": 1, "VLMT": 1, "CURRENT_LIMIT": 2, "ILMT": 2,
+            "READING_OVERFLOW": 128, "ROF": 128, "BUFFER_AVAILABLE": 256, "BAV": 256,
+            **lock, "INSTRUMENT_SUMMARY": 8192, "INST": 8192,
+        }  # fmt: skip
+        meas_cls = _register("_Measurement", measurement_bits)
+        meas = type("_MeasurementTree", (meas_cls, _Measurement), {})(self._root_bit(1), 1)
+        sub = _register("_MeasurementSmus", smu_bits)
+        meas.voltage_limit = sub(meas, 1)
+        meas.current_limit = sub(meas, 2)
+        meas.reading_overflow = sub(meas, 128)
+        meas.buffer_available = sub(meas, 256)
+        inst_cls = type(
+            "_MeasurementInstrumentTree",
+            (_register("_MeasurementInstrument", smu_bits), _MeasurementInstrument),
+            {"TSP_READONLY": tuple(letters)},
+        )
+        inst = inst_cls(meas, 8192)
+        smu_cls = _register("_MeasurementSmu", _MEASUREMENT_SMU_BITS)
+        self._smu_regs: dict[str, tuple[_Register, int]] = {}
+        for letter in letters:
+            reg = smu_cls(inst, smu_bits[f"SMU{letter[-1].upper()}"])
+            setattr(inst, letter, reg)
+            self._smu_regs[letter] = (reg, smu_bits[f"SMU{letter[-1].upper()}"])
+        meas.instrument = inst
+        self.measurement = meas
+        self.standard = _StatusStandard(instrument)
+        self._request_enable = 0
+        self._node_enable = 0
+
+    def _root_bit(self, bit: int) -> _Register:
+        """A stand-in parent that writes a summary into the status byte."""
+        status = self
+
+        class _Byte(_Register):
+            def set_bits(self, mask: int, on: bool) -> None:
+                status.summary_bits = (
+                    status.summary_bits | mask if on else (status.summary_bits & ~mask)
+                )
+
+        return _Byte()
+
+    def registers(self) -> list[_Register]:
+        meas = self.measurement
+        regs: list[_Register] = [
+            meas, meas.voltage_limit, meas.current_limit, meas.reading_overflow,
+            meas.buffer_available, meas.instrument,
+        ]  # fmt: skip
+        regs += [reg for reg, _ in self._smu_regs.values()]
+        return regs
+
+    def smu_event(
+        self, smu: _Smu, vlimit: bool | None, ilimit: bool | None, overflow: bool | None
+    ) -> None:
+        """New hardware conditions of one SMU (None: unchanged); BAV is always re-read."""
+        reg, bit = self._smu_regs[smu.letter]
+        meas = self.measurement
+        bav = bool(smu.nvbuffer1.n or smu.nvbuffer2.n)
+        for flag, mask, group in (
+            (vlimit, 1, meas.voltage_limit),
+            (ilimit, 2, meas.current_limit),
+            (overflow, 128, meas.reading_overflow),
+            (bav, 256, meas.buffer_available),
+        ):
+            if flag is not None:
+                reg.set_bits(mask, flag)
+                group.set_bits(bit, flag)
+
+    @property
+    def condition(self) -> int:
+        return self._instrument.status_byte()
+
+    @property
+    def request_enable(self) -> int:
+        return self._instrument.sre
+
+    @request_enable.setter
+    def request_enable(self, value: Any) -> None:
+        self._instrument.sre = _count(value, 0, 255, "request_enable") & 0xBF
+
+    @property
+    def node_enable(self) -> int:
+        return self._node_enable
+
+    @node_enable.setter
+    def node_enable(self, value: Any) -> None:
+        self._node_enable = _count(value, 0, 255, "node_enable") & 0xBF
+
+    def clear_events(self) -> None:
+        """``*CLS``: clear every event register."""
+        for reg in self.registers():
+            reg.clear_event()
 
     def reset(self) -> None:
+        """``status.reset()``: event registers cleared, enable/ntr/ptr to defaults."""
+        for reg in self.registers():
+            reg.status_reset()
+        self.standard.status_reset()
         self._instrument.esr = 0
+        self._instrument.ese = 0
+        self._instrument.sre = 0
+        self._node_enable = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Front-panel display (manual 7-xx "display.*"): the non-interactive subset a remote program uses.
+
+DISPLAY_SMUA, DISPLAY_SMUB, DISPLAY_SMUA_SMUB, DISPLAY_USER = 0, 1, 2, 3
+_ROW_WIDTH = (20, 32)  # characters on the top and bottom line of the user screen
+_TEXT_CODES = re.compile(r"\$[NRBDF]")  # $N new line, $R/$B/$D/$F attributes ($$ is a dollar)
+
+
+class _Display(TspObject):
+    """``display``: screen selection, the user screen (clear/settext/gettext/setcursor/getcursor),
+    ``locallockout``, ``numpad``, ``sendkey``/``getlastkey``.
+
+    Not modelled: the functions that wait for an operator (``inputvalue``, ``menu``, ``prompt``,
+    ``waitkey``) and the per-SMU display settings (``display.smuX.*``). Key codes given to
+    ``sendkey`` are recorded for ``getlastkey`` but have no front-panel effect.
+    """
+
+    TSP_FIELDS = ("screen", "locallockout", "numpad")
+    TSP_READONLY = (
+        "SMUA", "SMUB", "SMUA_SMUB", "USER", "LOCK", "UNLOCK", "ENABLE", "DISABLE", "KEY_NONE",
+    )  # fmt: skip
+    TSP_METHODS = ("clear", "settext", "gettext", "setcursor", "getcursor", "sendkey", "getlastkey")
+    SMUA, SMUB, SMUA_SMUB, USER = DISPLAY_SMUA, DISPLAY_SMUB, DISPLAY_SMUA_SMUB, DISPLAY_USER
+    UNLOCK, LOCK = 0, 1
+    DISABLE, ENABLE = 0, 1
+    KEY_NONE = 0
+
+    def __init__(self, instrument: Keithley2600BSim) -> None:
+        self._screens = (
+            (DISPLAY_SMUA, DISPLAY_SMUB, DISPLAY_SMUA_SMUB, DISPLAY_USER)
+            if len(instrument.smus) > 1
+            else (DISPLAY_SMUA, DISPLAY_USER)
+        )
+        self._lines = ["", ""]
+        self._cursor = [1, 1, 0]
+        self._lastkey = 0
+        self._lockout = 0
+        self._numpad = 1
+        self.reset()
+
+    def reset(self) -> None:
+        """Instrument reset: the SMU screen, an empty user screen, the cursor home."""
+        self._screen = self._screens[-2]
+        self._lines = ["", ""]
+        self._cursor = [1, 1, 0]
+
+    @property
+    def screen(self) -> int:
+        return self._screen
+
+    @screen.setter
+    def screen(self, value: Any) -> None:
+        self._screen = _choice(value, self._screens, "screen")
+
+    @property
+    def locallockout(self) -> int:
+        return self._lockout
+
+    @locallockout.setter
+    def locallockout(self, value: Any) -> None:
+        self._lockout = _choice(value, (0, 1), "locallockout")
+
+    @property
+    def numpad(self) -> int:
+        return self._numpad
+
+    @numpad.setter
+    def numpad(self, value: Any) -> None:
+        self._numpad = _choice(value, (0, 1), "numpad")
+
+    def clear(self) -> None:
+        """Switch to the user screen and blank both lines."""
+        self._screen = DISPLAY_USER
+        self._lines = ["", ""]
+        self._cursor = [1, 1, self._cursor[2]]
+
+    def settext(self, text: Any = None) -> None:
+        """Write at the cursor; ``$N`` moves to line 2; text past the line end is dropped."""
+        if type(text) is not str:
+            raise TspRuntimeError("bad argument #1 to 'settext' (string expected)")
+        self._screen = DISPLAY_USER
+        plain = text.replace("$$", "\0")
+        row, col = self._cursor[0], self._cursor[1]
+        for k, part in enumerate(re.split(r"\$N", plain)):
+            if k:
+                row, col = 2, 1
+            chars = _TEXT_CODES.sub("", part).replace("\0", "$")
+            width = _ROW_WIDTH[row - 1]
+            line = self._lines[row - 1].ljust(col - 1)
+            room = chars[: max(width - col + 1, 0)]
+            self._lines[row - 1] = line[: col - 1] + room + line[col - 1 + len(room) :]
+            col = min(col + len(room), width)
+        self._cursor[0], self._cursor[1] = row, col
+
+    def gettext(self, embellished: Any = None, row: Any = None, *_: Any) -> str:
+        """Both lines joined by ``$N`` (attribute codes are not kept), or one line."""
+        if row is None:
+            return f"{self._lines[0].ljust(_ROW_WIDTH[0])}$N{self._lines[1]}"
+        r = _choice(row, (1, 2), "gettext")
+        return self._lines[r - 1]
+
+    def setcursor(self, row: Any = None, column: Any = None, style: Any = 0) -> None:
+        """Out-of-range values clamp as the manual says (row 2, last column, invisible)."""
+        r = int(check_number(row, 1, "setcursor"))
+        c = int(check_number(column, 2, "setcursor"))
+        st = int(check_number(style, 3, "setcursor"))
+        r = r if r in (1, 2) else 2
+        width = _ROW_WIDTH[r - 1]
+        c = c if 1 <= c <= width else width
+        self._screen = DISPLAY_USER
+        self._cursor = [r, c, st if st in (0, 1) else 0]
+
+    def getcursor(self) -> tuple[int, int, int]:
+        self._screen = DISPLAY_USER
+        return self._cursor[0], self._cursor[1], self._cursor[2]
+
+    def sendkey(self, code: Any = None) -> None:
+        self._lastkey = _count(check_number(code, 1, "sendkey"), 0, 255, "sendkey")
+
+    def getlastkey(self) -> int:
+        return self._lastkey
 
 
 def _options(options: Mapping[str, Any] | None, known: set[str], who: str) -> dict[str, Any]:
@@ -1105,11 +1576,24 @@ class Keithley2600BSim(TspInstrument):
         self.trigger_system = _TriggerSystem()
         family, channels = _MODELS[model]
         self.smus = [_Smu(self, k, family) for k in range(channels)]
-        self.status = _Status(self)
+        self.status = _Status(self, [smu.letter for smu in self.smus], family)
+        self.display = _Display(self)
 
     def tsp_namespace(self) -> dict[str, Any]:
         names = {smu.letter: smu for smu in self.smus}
-        return {**names, "trigger": self.trigger_system, "status": self.status}
+        return {
+            **names, "trigger": self.trigger_system, "status": self.status,
+            "display": self.display,
+        }  # fmt: skip
+
+    def status_summary(self) -> int:
+        """Status byte bits from the register trees (B0: measurement summary)."""
+        return self.status.summary_bits
+
+    def clear_status(self) -> None:
+        """``*CLS``: error queue, standard event register and every event register."""
+        super().clear_status()
+        self.status.clear_events()
 
     def reset(self) -> None:
         """``reset()`` / ``*RST``: every channel to defaults with its output off; timers reset."""
@@ -1118,6 +1602,7 @@ class Keithley2600BSim(TspInstrument):
             smu.reset()
         for timer in self.trigger_system.timer:
             timer.reset()
+        self.display.reset()
 
     def delay(self, seconds: float) -> None:
         self.bench.advance(seconds)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from dendrolab.errors import ParameterError
 from sim_backend.bench import PORTS, Bench
 from sim_backend.instruments.k2600 import _choice, _idn, _options, idn_model
-from sim_backend.tsp import TspInstrument, TspObject, TspRuntimeError
+from sim_backend.tsp import TspError, TspInstrument, TspObject, TspRuntimeError, check_number
 
 __all__ = ["Keithley707BSim"]
 
@@ -28,6 +28,10 @@ _CHANNEL = re.compile(r"([1-9])([A-Ha-h])(\d\d)")
 _TERMINAL = re.compile(r"[^/\s]+/[^/\s]+")
 
 Crosspoint = tuple[int, str, int]  # slot, row, column
+#: ``slot[N].idn`` of the simulated cards: model, description, firmware, serial (manual 7-168
+#: format). Firmware and serial are placeholders; option ``card_idn`` replaces the string.
+CARD_IDN = "7174,8x12 Low Current Matrix,01.00a,00000000"
+PSEUDO_NONE = 0
 
 
 def _name(cp: Crosspoint) -> str:
@@ -123,6 +127,46 @@ class _Channel(TspObject):
         return ";".join(_name(cp) for cp in found) or None
 
 
+class _Slot(TspObject):
+    """``slot[N]``: ``idn`` (read-only) and ``pseudocard``.
+
+    Every slot holds a card here, so ``pseudocard`` reads nil and writing it is refused, as the
+    manual says for a slot with an installed card (707B reference manual, slot attributes).
+    """
+
+    TSP_FIELDS = ("pseudocard",)
+    TSP_READONLY = ("idn",)
+
+    def __init__(self, idn: str) -> None:
+        self.idn = idn
+
+    @property
+    def pseudocard(self) -> None:
+        return None
+
+    @pseudocard.setter
+    def pseudocard(self, value: Any) -> None:
+        check_number(value, 1, "pseudocard")
+        raise TspError(-221, "Settings conflict; a card is installed in this slot")
+
+
+class _Slots(TspObject):
+    """The ``slot`` table: ``slot[1]`` .. ``slot[N]`` and ``slot.PSEUDO_NONE``."""
+
+    TSP_READONLY = ("PSEUDO_NONE",)
+    PSEUDO_NONE = PSEUDO_NONE
+
+    def __init__(self, count: int, idn: str) -> None:
+        self._slots = [_Slot(idn) for _ in range(count)]
+
+    def tsp_index(self, key: Any) -> Any:
+        if type(key) is float and key.is_integer():
+            key = int(key)
+        if type(key) is int and 1 <= key <= len(self._slots):
+            return self._slots[key - 1]
+        return None
+
+
 class Keithley707BSim(TspInstrument):
     """Keithley 707B (six slots) or 708B (one slot, from the ``idn`` model), 8x12 cards.
 
@@ -140,7 +184,9 @@ class Keithley707BSim(TspInstrument):
     """
 
     idn = "Keithley Instruments Inc., Model 707B, 04089762, 01.10h"
-    OPTIONS: ClassVar[set[str]] = {"idn", "serial", "settle_time_s", "rows", "columns", "slots"}
+    OPTIONS: ClassVar[set[str]] = {
+        "idn", "serial", "settle_time_s", "rows", "columns", "slots", "card_idn",
+    }  # fmt: skip
 
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
         who = f"{type(self).__name__} {name!r}"
@@ -160,6 +206,12 @@ class Keithley707BSim(TspInstrument):
         self.rows, self.columns = self._wiring(opts, who)
         self.closed: set[Crosspoint] = set()
         self.channel = _Channel(self)
+        card = opts.get("card_idn", CARD_IDN)
+        if not isinstance(card, str) or card.count(",") != 3:
+            raise ParameterError(
+                f"{who}: card_idn must be 'model,description,firmware,serial', got {card!r}"
+            )
+        self.slot = _Slots(self.slots, card)
 
     # -- wiring options -----------------------------------------------------------------------
     def _wiring(
@@ -254,7 +306,7 @@ class Keithley707BSim(TspInstrument):
 
     # -- TSP instrument hooks -----------------------------------------------------------------
     def tsp_namespace(self) -> dict[str, Any]:
-        return {"channel": self.channel}
+        return {"channel": self.channel, "slot": self.slot}
 
     def reset(self) -> None:
         """``reset()`` / ``*RST``: all crosspoints open, connect rule back to break-before-make."""

@@ -389,3 +389,118 @@ def test_smub_driver_in_current_mode(dendrite_bench: Bench, loopback) -> None:
     reading = smu.measure_iv()
     assert reading.current_a == pytest.approx(2e-7, rel=1e-3) and 0.5 < reading.voltage_v < 2
     assert dendrite_bench.levels["smu/2"] == pytest.approx(reading.voltage_v, rel=1e-2)
+
+
+# -- smuX.sense, status model, display (peer drivers use these) ---------------------------------
+
+
+def test_sense_round_trip_reset_and_cala_refused(k: Keithley2600BSim) -> None:
+    assert k.handle("print(smua.sense, smua.SENSE_LOCAL, smua.SENSE_REMOTE, smua.SENSE_CALA)") == (
+        b"0.00000e+00\t0.00000e+00\t1.00000e+00\t3.00000e+00\n"
+    )
+    k.handle("smua.sense = smua.SENSE_REMOTE smub.sense = 1")
+    assert k.handle("print(smua.sense, smub.sense)") == b"1.00000e+00\t1.00000e+00\n"
+    k.handle("smua.sense = smua.SENSE_CALA")  # calibration is never enabled
+    k.handle("smua.sense = 2")
+    assert codes(k) == [-221, -224]
+    assert k.handle("print(smua.sense)") == b"1.00000e+00\n"
+    k.handle("smua.reset()")
+    assert k.handle("print(smua.sense, smub.sense)") == b"0.00000e+00\t1.00000e+00\n"
+    k.handle("reset()")
+    assert k.handle("print(smub.sense)") == b"0.00000e+00\n"
+
+
+def test_measurement_status_registers_defaults_and_limits(k: Keithley2600BSim) -> None:
+    smu = "status.measurement.instrument.smua"
+    assert k.handle(f"print({smu}.condition, {smu}.enable, {smu}.ntr, {smu}.ptr)") == (
+        b"0.00000e+00\t0.00000e+00\t0.00000e+00\t3.87000e+02\n"
+    )
+    assert k.handle("print(status.measurement.instrument.ptr, status.measurement.ptr)") == (
+        b"6.00000e+00\t1.06270e+04\n"
+    )
+    assert k.handle(f"print({smu}.VLMT, {smu}.ILMT, {smu}.ROF, {smu}.BAV)") == (
+        b"1.00000e+00\t2.00000e+00\t1.28000e+02\t2.56000e+02\n"
+    )
+    # current limit: voltage source into the dendrite with a 1 nA limit (QCoDeS's query)
+    k.handle("smua.source.limiti = 1e-9 smua.source.levelv = 1 smua.source.output = 1")
+    reply = k.handle(f"print(smua.measure.i(), {smu}.condition)").decode().split("\t")
+    assert float(reply[0]) == pytest.approx(1e-9)
+    assert float(reply[1]) == 2  # ILMT, no buffer used
+    assert k.handle("print(status.measurement.current_limit.condition)") == b"2.00000e+00\n"
+    # the event latched on the rising edge; reading it clears it
+    assert k.handle(f"print({smu}.event, {smu}.event)") == b"2.00000e+00\t0.00000e+00\n"
+    k.handle("smua.source.limiti = 0.1")
+    k.handle("smua.measure.i(smua.nvbuffer1)")
+    assert k.handle(f"print({smu}.condition)") == b"2.56000e+02\n"  # BAV, ILMT gone
+    k.handle("smua.nvbuffer1.clear()")
+    assert k.handle(f"print({smu}.condition)") == b"0.00000e+00\n"
+    assert not k.errors
+
+
+def test_measurement_summary_reaches_the_status_byte(k: Keithley2600BSim) -> None:
+    k.handle("smua.source.limiti = 1e-9 smua.source.levelv = 1 smua.source.output = 1")
+    k.handle("smua.measure.i()")
+    assert k.handle("print(status.condition)") == b"0.00000e+00\n"  # nothing enabled yet
+    k.handle(
+        "status.measurement.instrument.smua.enable = status.measurement.instrument.smua.ILMT "
+        "status.measurement.instrument.enable = status.measurement.instrument.SMUA "
+        "status.measurement.enable = status.measurement.INST "
+        "status.request_enable = status.MSB"
+    )
+    assert k.handle("print(status.measurement.condition)") == b"8.19200e+03\n"
+    assert k.handle("print(status.condition)") == b"6.50000e+01\n"  # MSB + MSS
+    assert k.handle("*STB?") == b"65\n"
+    k.handle("*CLS")
+    assert k.handle("print(status.condition)") == b"0.00000e+00\n"
+    k.handle("status.reset()")
+    assert k.handle("print(status.measurement.instrument.smua.enable, status.request_enable)") == (
+        b"0.00000e+00\t0.00000e+00\n"
+    )
+    assert not k.errors
+
+
+def test_status_register_writes_are_checked(k: Keithley2600BSim) -> None:
+    k.handle("status.measurement.enable = 65536")
+    k.handle("status.measurement.instrument.smua.ptr = -1")
+    k.handle("status.measurement.instrument.smua.condition = 1")
+    k.handle("status.measurement.instrument.smua.event = 1")
+    assert codes(k) == [1101, 1102, -286, -286]
+    k.handle("status.measurement.instrument.smua.ntr = 3")
+    assert k.handle("print(status.measurement.instrument.smua.ntr)") == b"3.00000e+00\n"
+
+
+def test_status_single_channel_model_has_no_smub(bench: Bench) -> None:
+    k = Keithley2600BSim(bench, "smu", {"idn": "Keithley Instruments Inc., Model 2601B, 1, 4.0.8"})
+    assert k.handle("print(status.measurement.instrument.SMUB)") == b"nil\n"
+    assert k.handle("print(status.measurement.instrument.ptr, status.measurement.OE)") == (
+        b"2.00000e+00\t2.04800e+03\n"
+    )
+    assert k.handle("print(status.measurement.INT)") == b"nil\n"  # the 2601B has output enable
+
+
+def test_current_source_at_zero_amps(k: Keithley2600BSim) -> None:
+    """0 A is a legal level (PyMeasure ramps to it when shutting down); it must not crash."""
+    k.handle("smua.source.func = smua.OUTPUT_DCAMPS smua.source.leveli = 1e-6")
+    k.handle("smua.source.output = 1 smua.source.leveli = 0")
+    assert k.handle("print(smua.measure.v(), smua.source.compliance)") == (b"0.00000e+00\tfalse\n")
+    assert not k.errors
+
+
+def test_display_user_screen(k: Keithley2600BSim) -> None:
+    assert k.handle("print(display.screen, display.SMUA_SMUB, display.USER)") == (
+        b"2.00000e+00\t2.00000e+00\t3.00000e+00\n"
+    )
+    k.handle('display.clear() display.settext("Soma $Bs1$N  ok")')
+    assert k.handle("print(display.gettext())") == b"Soma s1             $N  ok\n"
+    assert k.handle("print(display.getcursor())") == b"2.00000e+00\t5.00000e+00\t0.00000e+00\n"
+    k.handle("display.setcursor(1, 99)")  # out of range: last column of the row
+    assert k.handle("print(display.getcursor())") == b"1.00000e+00\t2.00000e+01\t0.00000e+00\n"
+    k.handle("display.screen = display.SMUA_SMUB display.sendkey(75)")
+    assert k.handle("print(display.screen, display.getlastkey())") == (
+        b"2.00000e+00\t7.50000e+01\n"
+    )
+    k.handle("display.screen = 7")
+    k.handle("display.settext(5)")
+    assert codes(k) == [-224, -286]
+    k.handle("reset()")
+    assert k.handle("print(display.gettext(false, 1))") == b"\n"

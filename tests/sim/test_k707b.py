@@ -174,3 +174,24 @@ def test_switch_driver_routes_the_smu_to_the_dendrite(bench: Bench, loopback) ->
     assert matrix.closed_channels() == [] and bench.routes == {}
     matrix.reset()
     assert matrix.drain_errors() == [] and smu.drain_errors() == []
+
+
+def test_slot_attributes(sw: Keithley707BSim, bench: Bench) -> None:
+    """``slot[N].idn`` (read-only) and ``pseudocard`` (nil, not writable: every slot has a card)."""
+    card = b"7174,8x12 Low Current Matrix,01.00a,00000000"
+    assert sw.handle("print(slot[1].idn)") == card + b"\n"
+    assert sw.handle("print(slot[6].idn)") == card + b"\n"
+    assert sw.handle("print(slot[7], slot[0], slot.PSEUDO_NONE)") == b"nil\tnil\t0.00000e+00\n"
+    assert sw.handle("print(slot[1].pseudocard)") == b"nil\n"
+    sw.handle("slot[1].pseudocard = slot.PSEUDO_NONE")
+    sw.handle('slot[1].idn = "x"')
+    sw.handle("print(slot[7].idn)")
+    assert codes(sw) == [-221, -286, -286]
+    one = Keithley707BSim(
+        bench,
+        "m",
+        {"idn": "Keithley Instruments Inc., Model 708B, 1, 01.10h", "card_idn": "7174,A,B,C"},
+    )
+    assert one.handle("print(slot[1].idn, slot[2])") == b"7174,A,B,C\tnil\n"
+    with pytest.raises(ParameterError, match="card_idn"):
+        Keithley707BSim(bench, "m", {"card_idn": "7174"})

@@ -694,3 +694,17 @@ def test_string_growth_is_bounded(k: K2636) -> None:
 
 def test_script_keyword_after_leading_whitespace(k: K2636) -> None:
     assert k.handle("\n  loadscript a\nprint(1)\nendscript\na()") == b"1.00000e+00\n"
+
+
+def test_status_byte_includes_model_summary_bits() -> None:
+    """A model's register-tree summary (``status_summary``) reaches ``*STB?``, masked to the
+    summary bits (EAV/ESB/MSS stay the base class's)."""
+
+    class Summary(TspInstrument):
+        def status_summary(self) -> int:
+            return 0xFF
+
+    inst = Summary()
+    assert inst.handle("*STB?") == b"155\n"  # 0x9B: MSB, SSB, QSB, MAV, OSB
+    inst.handle("*SRE 1")
+    assert inst.handle("*STB?") == b"219\n"  # + MSS
