@@ -27,6 +27,8 @@ AMP_OPEN_MIN = 2e-3  # 1 mVpp into 50 ohm = 2 mVpp open circuit
 INF_REPLY = 9.9e37  # SCPI "infinity" in replies (LOAD?, NCYC?)
 FUNCTIONS = ("SINusoid", "SQUare", "TRIangle", "RAMP", "PULSe", "PRBS", "NOISe", "ARB", "DC")
 NO_PHYSICS = ("PRBS", "NOIS")  # accepted, but the simulation cannot produce them
+NO_PHYSICS_MODES = ("SWE", "LIST")  # FREQuency:MODE values accepted but not simulated
+ANGLE_MAX = {"DEG": 360.0, "RAD": 2 * math.pi}  # PHASe range is -MAX .. +MAX in UNIT:ANGLe
 CREST = {"SIN": 2 * math.sqrt(2), "SQU": 2.0, "TRI": 2 * math.sqrt(3), "RAMP": 2 * math.sqrt(3)}
 ARB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,11}")  # 12 characters (not in the notes)
 EDGE_SEGMENTS = 4  # PWC sub-segments per pulse edge (midpoint-held, as physics.waveform.ramp)
@@ -84,6 +86,11 @@ class _Channel:
     arb: str | None = None
     srate: float = 40e3  # default arbitrary sample rate: not in the notes
     arb_filter: str = "NORM"
+    arb_advance: str = "SRAT"
+    phase: float = 0.0  # degrees (PHASe; shown in UNIT:ANGLe units)
+    freq_mode: str = "CW"
+    sync_mode: str = "NORM"
+    sync_pol: str = "NORM"
     inf_running: bool = False  # an infinite burst was triggered and is still running
     run: _Run | None = None
     burst_cache: Waveform | None = None
@@ -188,6 +195,20 @@ class _Keysight33x00Sim(ScpiInstrument):
         self.arbs: dict[int, dict[str, _Arb]] = {1: {}, 2: {}}
         self.swap = False  # FORM:BORD SWAP: binary blocks are little-endian
         self._dirty: set[int] = set()
+        self.beeper = True  # SYSTem:BEEPer:STATe: kept through *RST (non-volatile)
+        self._reset_instrument()
+
+    def _reset_instrument(self) -> None:
+        """*RST values of the settings that belong to the instrument, not to a channel."""
+        self.sync_on = True  # OUTPut:SYNC
+        self.sync_source = 1  # OUTPut:SYNC:SOURce CH1
+        self.trig_out = False  # OUTPut:TRIGger
+        self.trig_out_slope = "POS"
+        self.trig_out_source = 1
+        self.angle_unit = "DEG"  # UNIT:ANGLe
+        self.phase_unlock_error = False  # PHASe:UNLock:ERRor:STATe
+        self.display_on = True
+        self.display_text = ""
 
     # ------------------------------------------------------------------ engine hooks
     def handle(self, message: str | bytes) -> bytes | None:
@@ -205,6 +226,7 @@ class _Keysight33x00Sim(ScpiInstrument):
             self.bench.source(self.terms[c], None)
         self.swap = False
         self._dirty.clear()
+        self._reset_instrument()
 
     def trigger(self) -> None:
         """*TRG: one burst on every channel whose trigger source is BUS."""
@@ -330,8 +352,10 @@ class _Keysight33x00Sim(ScpiInstrument):
             return st.off, None
         v, dt = cyc
         idle = float(v[-1])  # the level just before phase 0: LOW for pulses
-        if not st.burst:
-            return idle, self._run(v, dt)
+        if not st.burst:  # free running: starts at the programmed phase (PHASe)
+            run = self._run(v, dt)
+            run.phase = (st.phase / 360.0) % 1.0 * run.period
+            return idle, run
         if st.burst_mode == "GAT":
             return idle, None  # the external gate never opens on the bench
         if st.trig_src in ("BUS", "EXT"):
@@ -438,8 +462,8 @@ class _Keysight33x00Sim(ScpiInstrument):
     def _outp(self, cmd: Command) -> None:
         on = cmd.boolean()
         st = self._st(cmd)
-        if on and st.func in NO_PHYSICS:
-            raise ScpiError(-221)  # noise/PRBS are not simulated
+        if on and (st.func in NO_PHYSICS or st.freq_mode in NO_PHYSICS_MODES):
+            raise ScpiError(-221)  # noise/PRBS, frequency sweeps and lists are not simulated
         if not on:
             st.inf_running = False
         st.output = on
@@ -470,6 +494,142 @@ class _Keysight33x00Sim(ScpiInstrument):
     @scpi("OUTPut#:POLarity?", nargs=0)
     def _pol_q(self, cmd: Command) -> str:
         return self.ch[cmd.suffix].polarity
+
+    # ================================================================== OUTPut:SYNC, :TRIGger
+    # Operating and service guide, OUTPut subsystem: the Sync connector (state and source for
+    # the instrument, mode and polarity per channel) and the rear Trig Out connector. Stored
+    # and reported; the bench has no wire on either connector.
+    @scpi("OUTPut:SYNC[:STATe]", nargs=1)
+    def _sync(self, cmd: Command) -> None:
+        self.sync_on = cmd.boolean()
+
+    @scpi("OUTPut:SYNC[:STATe]?", nargs=0)
+    def _sync_q(self, cmd: Command) -> str:
+        return "1" if self.sync_on else "0"
+
+    @scpi("OUTPut:SYNC:SOURce", nargs=1)
+    def _sync_src(self, cmd: Command) -> None:
+        self.sync_source = 1 if cmd.choice(0, ("CH1", "CH2")) == "CH1" else 2
+
+    @scpi("OUTPut:SYNC:SOURce?", nargs=0)
+    def _sync_src_q(self, cmd: Command) -> str:
+        return f"CH{self.sync_source}"
+
+    @scpi("OUTPut#:SYNC:MODE", nargs=1)
+    def _sync_mode(self, cmd: Command) -> None:
+        self.ch[cmd.suffix].sync_mode = cmd.choice(0, ("NORMal", "CARRier", "MARKer"))
+
+    @scpi("OUTPut#:SYNC:MODE?", nargs=0)
+    def _sync_mode_q(self, cmd: Command) -> str:
+        return self.ch[cmd.suffix].sync_mode
+
+    @scpi("OUTPut#:SYNC:POLarity", nargs=1)
+    def _sync_pol(self, cmd: Command) -> None:
+        self.ch[cmd.suffix].sync_pol = cmd.choice(0, ("NORMal", "INVerted"))
+
+    @scpi("OUTPut#:SYNC:POLarity?", nargs=0)
+    def _sync_pol_q(self, cmd: Command) -> str:
+        return self.ch[cmd.suffix].sync_pol
+
+    @scpi("OUTPut:TRIGger[:STATe]", nargs=1)
+    def _trig_out(self, cmd: Command) -> None:
+        self.trig_out = cmd.boolean()
+
+    @scpi("OUTPut:TRIGger[:STATe]?", nargs=0)
+    def _trig_out_q(self, cmd: Command) -> str:
+        return "1" if self.trig_out else "0"
+
+    @scpi("OUTPut:TRIGger:SLOPe", nargs=1)
+    def _trig_out_slope(self, cmd: Command) -> None:
+        self.trig_out_slope = cmd.choice(0, ("POSitive", "NEGative"))
+
+    @scpi("OUTPut:TRIGger:SLOPe?", nargs=0)
+    def _trig_out_slope_q(self, cmd: Command) -> str:
+        return self.trig_out_slope
+
+    @scpi("OUTPut:TRIGger:SOURce", nargs=1)
+    def _trig_out_src(self, cmd: Command) -> None:
+        self.trig_out_source = 1 if cmd.choice(0, ("CH1", "CH2")) == "CH1" else 2
+
+    @scpi("OUTPut:TRIGger:SOURce?", nargs=0)
+    def _trig_out_src_q(self, cmd: Command) -> str:
+        return f"CH{self.trig_out_source}"
+
+    # ================================================================== PHASe, UNIT:ANGLe
+    # SOURce subsystem, PHASe: the phase offset of a free-running waveform (bursts start at
+    # BURSt:PHASe instead), -360..+360 degrees (or the same in radians), default 0.
+    def _angle(self, degrees: float) -> float:
+        return degrees if self.angle_unit == "DEG" else math.radians(degrees)
+
+    @scpi("[:SOURce#]:PHASe[:ADJust]", nargs=1)
+    def _phase(self, cmd: Command) -> None:
+        top = ANGLE_MAX[self.angle_unit]
+        value = cmd.number(0, minimum=-top, maximum=top, default=0.0)
+        self._st(cmd).phase = value if self.angle_unit == "DEG" else math.degrees(value)
+
+    @scpi("[:SOURce#]:PHASe[:ADJust]?", nargs=(0, 1))
+    def _phase_q(self, cmd: Command) -> str:
+        top = ANGLE_MAX[self.angle_unit]
+        return self._query_num(cmd, self._angle(self.ch[cmd.suffix].phase), -top, top, 0.0)
+
+    @scpi("[:SOURce#]:PHASe:SYNChronize", nargs=0)
+    def _phase_sync(self, cmd: Command) -> None:
+        """Restart both channels at their programmed phases at the same instant."""
+        self._dirty.update((1, 2))
+
+    @scpi("[:SOURce#]:PHASe:REFerence", nargs=0)
+    def _phase_ref(self, cmd: Command) -> None:
+        """Sets a new zero-phase reference without changing the output (nothing to simulate)."""
+
+    @scpi("[:SOURce#]:PHASe:UNLock:ERRor[:STATe]", nargs=1)
+    def _phase_unlock(self, cmd: Command) -> None:
+        self.phase_unlock_error = cmd.boolean()
+
+    @scpi("[:SOURce#]:PHASe:UNLock:ERRor[:STATe]?", nargs=0)
+    def _phase_unlock_q(self, cmd: Command) -> str:
+        return "1" if self.phase_unlock_error else "0"
+
+    @scpi("UNIT:ANGLe", nargs=1)
+    def _angle_unit(self, cmd: Command) -> None:
+        unit = cmd.choice(0, ("DEGree", "RADian", "DEFault"))
+        self.angle_unit = "DEG" if unit == "DEF" else unit
+
+    @scpi("UNIT:ANGLe?", nargs=0)
+    def _angle_unit_q(self, cmd: Command) -> str:
+        return self.angle_unit
+
+    # ================================================================== DISPlay, SYSTem:BEEPer
+    @scpi("DISPlay[:STATe]", nargs=1)
+    def _display(self, cmd: Command) -> None:
+        self.display_on = cmd.boolean()
+
+    @scpi("DISPlay[:STATe]?", nargs=0)
+    def _display_q(self, cmd: Command) -> str:
+        return "1" if self.display_on else "0"
+
+    @scpi("DISPlay:TEXT[:DATA]", nargs=1)
+    def _display_text(self, cmd: Command) -> None:
+        self.display_text = cmd.string(0)
+
+    @scpi("DISPlay:TEXT[:DATA]?", nargs=0)
+    def _display_text_q(self, cmd: Command) -> str:
+        return '"' + self.display_text.replace('"', '""') + '"'
+
+    @scpi("DISPlay:TEXT:CLEar", nargs=0)
+    def _display_clear(self, cmd: Command) -> None:
+        self.display_text = ""
+
+    @scpi("SYSTem:BEEPer[:IMMediate]", nargs=0)
+    def _beep(self, cmd: Command) -> None:
+        """One beep (when the beeper is enabled): nothing reaches the bench."""
+
+    @scpi("SYSTem:BEEPer:STATe", nargs=1)
+    def _beeper(self, cmd: Command) -> None:
+        self.beeper = cmd.boolean()
+
+    @scpi("SYSTem:BEEPer:STATe?", nargs=0)
+    def _beeper_q(self, cmd: Command) -> str:
+        return "1" if self.beeper else "0"
 
     # ================================================================== FUNCtion, FREQuency
     @scpi("[:SOURce#]:FUNCtion", nargs=1)
@@ -522,6 +682,20 @@ class _Keysight33x00Sim(ScpiInstrument):
     def _freq_q(self, cmd: Command) -> str:
         st = self.ch[cmd.suffix]
         return self._query_num(cmd, st.freq, 1e-6, self._fmax(st.func), 1e3)
+
+    @scpi("[:SOURce#]:FREQuency:MODE", nargs=1)
+    def _freq_mode(self, cmd: Command) -> None:
+        """CW|FIXed (one frequency), SWEep or LIST: stored; the last two are not simulated, so
+        they are refused while the output is on (as noise and PRBS are)."""
+        mode = cmd.choice(0, ("CW", "FIXed", "SWEep", "LIST"))
+        st = self.ch[cmd.suffix]
+        if st.output and mode in NO_PHYSICS_MODES:
+            raise ScpiError(-221)
+        self._st(cmd).freq_mode = mode
+
+    @scpi("[:SOURce#]:FREQuency:MODE?", nargs=0)
+    def _freq_mode_q(self, cmd: Command) -> str:
+        return self.ch[cmd.suffix].freq_mode
 
     # ================================================================== pulse
     def _period_range(self) -> tuple[float, float]:
@@ -1003,6 +1177,16 @@ class _Keysight33x00Sim(ScpiInstrument):
     def _srate_q(self, cmd: Command) -> str:
         return self._query_num(cmd, self.ch[cmd.suffix].srate, 1e-6,
                                self.limits.srate_max_sa_s, 40e3)
+
+    @scpi("[:SOURce#]:FUNCtion:ARBitrary:ADVance", nargs=1)
+    def _arb_advance(self, cmd: Command) -> None:
+        """TRIGger (one point per trigger) or SRATe (the sample clock, default). Stored; the
+        simulation always plays at the sample rate."""
+        self.ch[cmd.suffix].arb_advance = cmd.choice(0, ("TRIGger", "SRATe"))
+
+    @scpi("[:SOURce#]:FUNCtion:ARBitrary:ADVance?", nargs=0)
+    def _arb_advance_q(self, cmd: Command) -> str:
+        return self.ch[cmd.suffix].arb_advance
 
     @scpi("[:SOURce#]:FUNCtion:ARBitrary:FILTer", nargs=1)
     def _arb_filter(self, cmd: Command) -> None:

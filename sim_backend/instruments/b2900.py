@@ -113,6 +113,9 @@ class _Channel:
         self.aperture_plc = 0.1
         self.aperture_auto = False
         self.sense = {"VOLT", "CURR"}
+        self.remote_sense = False  # :SENS:REM (4-wire); the bench has no lead resistance
+        self.res_mode = "MAN"  # :SENS:RES:MODE
+        self.res_ocomp = False  # :SENS:RES:OCOM
         self.acq, self.tran = _Layer(), _Layer()
         self.on_auto, self.off_auto, self.off_mode = True, False, "NORM"
         self.tripped = False
@@ -817,6 +820,35 @@ class KeysightB2900Sim(ScpiInstrument):
     @scpi(":SENSe#:VOLTage[:DC]:NPLCycles:AUTO?", nargs=0)
     def _aper_auto_q(self, cmd: Command) -> str:
         return "1" if self._ch(cmd).aperture_auto else "0"
+
+    @scpi(":SENSe#:REMote", nargs=1)
+    def _remote(self, cmd: Command) -> None:
+        """Remote (4-wire) or local (2-wire) sensing (SCPI reference, SENSe subsystem). Stored
+        and reported: the bench wiring has no lead resistance for it to compensate."""
+        self._ch(cmd).remote_sense = cmd.boolean(0)
+
+    @scpi(":SENSe#:REMote?", nargs=0)
+    def _remote_q(self, cmd: Command) -> str:
+        return "1" if self._ch(cmd).remote_sense else "0"
+
+    @scpi(":SENSe#:RESistance:MODE", nargs=1)
+    def _res_mode(self, cmd: Command) -> None:
+        """MANual (the resistance is measured V / measured I at the programmed source) or AUTO
+        (the channel picks the test current by the resistance range)."""
+        self._ch(cmd).res_mode = cmd.choice(0, ("MANual", "AUTO"))
+
+    @scpi(":SENSe#:RESistance:MODE?", nargs=0)
+    def _res_mode_q(self, cmd: Command) -> str:
+        return self._ch(cmd).res_mode
+
+    @scpi(":SENSe#:RESistance:OCOMpensated", nargs=1)
+    def _res_ocomp(self, cmd: Command) -> None:
+        """Offset compensation of resistance readings: stored (no offsets on the bench)."""
+        self._ch(cmd).res_ocomp = cmd.boolean(0)
+
+    @scpi(":SENSe#:RESistance:OCOMpensated?", nargs=0)
+    def _res_ocomp_q(self, cmd: Command) -> str:
+        return "1" if self._ch(cmd).res_ocomp else "0"
 
     # -- trigger ---------------------------------------------------------------------------
     @scpi(":TRIGger#[:ALL]:SOURce[:SIGNal]", nargs=1)

@@ -1,6 +1,7 @@
 """Simulated Keithley 2450 SourceMeter in native SCPI mode (reference manual 2450-901-01).
 
-Source/limit/measure settings, reading buffers, linear and list sweeps run at ``:INIT``; every
+Source/limit/measure settings (with the averaging filter), reading buffers and their statistics,
+the operation/questionable status registers, linear and list sweeps run at ``:INIT``; every
 reading goes through the bench and costs source delay + NPLC of simulated time.
 """
 
@@ -33,6 +34,7 @@ from sim_backend.scpi import (
 )
 
 V_RANGES = (0.02, 0.2, 2.0, 20.0, 200.0)
+R_RANGES = (20.0, 200.0, 2e3, 2e4, 2e5, 2e6, 2e7, 2e8)  # 2-wire/4-wire ohms ranges
 I_RANGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 V_MAX, I_MAX = 210.0, 1.05
 OVERFLOW = 9.9e37
@@ -102,6 +104,63 @@ def _e(value: float) -> str:
     return f"{value:.6E}"
 
 
+class _Stats:
+    """Running statistics of the readings that entered a buffer (``:TRACe:STATistics``).
+
+    They include readings a continuous buffer has since overwritten (manual, TRACe:STATistics:
+    AVERage?) and are cleared with the buffer or by ``:TRACe:STATistics:CLEar``. Chunks merge
+    by Chan's pairwise update (mean and sum of squared deviations), so a small spread on a
+    large mean keeps its digits.
+    """
+
+    __slots__ = ("m2", "maximum", "mean", "minimum", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self.m2 = 0.0
+        self.minimum, self.maximum = math.inf, -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        k = values.size
+        if not k:
+            return
+        mean_b = float(values.mean())
+        m2_b = float(((values - mean_b) ** 2).sum())
+        n = self.n + k
+        delta = mean_b - self.mean
+        self.mean += delta * k / n
+        self.m2 += m2_b + delta * delta * self.n * k / n
+        self.n = n
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+
+    def value(self, which: str) -> float:
+        """AVER, MAX, MIN, PK2P or STDD; 0 for an empty buffer (not in the manual)."""
+        if not self.n:
+            return 0.0
+        if which == "AVER":
+            return self.mean
+        if which == "MAX":
+            return self.maximum
+        if which == "MIN":
+            return self.minimum
+        if which == "PK2P":
+            return self.maximum - self.minimum
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0  # sample deviation
+
+
+class _StatusRegister:
+    """One event register set of the 2450 status model (operation or questionable): condition,
+    latched event, enable mask and the event numbers mapped to each bit (manual, STATus
+    subsystem). The simulation raises no mapped events, so condition and event stay 0."""
+
+    __slots__ = ("condition", "enable", "event", "maps")
+
+    def __init__(self) -> None:
+        self.condition = self.event = self.enable = 0
+        self.maps: dict[int, tuple[int, int]] = {}
+
+
 class _Buffer:
     """One reading buffer: columns in numpy arrays, a ring when the fill mode is continuous.
 
@@ -111,7 +170,7 @@ class _Buffer:
     them: ``count`` includes them; ``cols`` and ``start`` are current after ``_flush``.
     """
 
-    __slots__ = ("_flat", "_wrap", "alloc", "capacity", "cols", "count", "fill", "start")
+    __slots__ = ("_flat", "_wrap", "alloc", "capacity", "cols", "count", "fill", "start", "stats")
 
     NAMES = ("read", "sour", "t", "stat", "sstat", "unit", "sunit")
 
@@ -127,6 +186,7 @@ class _Buffer:
         self.start = 0
         self._flat: list[float] = []
         self._wrap: list[tuple[float, ...]] = []
+        self.stats = _Stats()
 
     def _grow(self, needed: int) -> None:
         size = min(self.capacity, max(1024, 2 * needed))
@@ -147,6 +207,7 @@ class _Buffer:
             data = np.array(flat, dtype=float).reshape(-1, _NCOLS)
             flat.clear()
             k = len(data)
+            self.stats.add(data[:, 0])
             n0 = self.count - k  # pending readings follow the stored ones (start is 0)
             self.count = n0
             if n0 + k > self.alloc:
@@ -174,6 +235,7 @@ class _Buffer:
             if self.count + k > self.alloc:
                 self._grow(self.count + k)
             data = np.array(rows, dtype=float)
+            self.stats.add(data[:, 0])
             for j, c in enumerate(self.cols):
                 c[self.count : self.count + k] = data[:, j]
             self.count += k
@@ -184,6 +246,7 @@ class _Buffer:
         """Continuous fill past the capacity: a ring over the full allocation."""
         cap = self.capacity
         k = len(rows)
+        self.stats.add(np.array([r[0] for r in rows], dtype=float))  # overwritten ones count too
         self._grow(cap)
         if k >= cap:
             rows = rows[-cap:]
@@ -268,6 +331,7 @@ class Keithley2450Sim(ScpiInstrument):
         self._elements_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._read_args_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.buffers: dict[str, _Buffer] = {}
+        self.status = {"OPER": _StatusRegister(), "QUES": _StatusRegister()}
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -289,6 +353,12 @@ class Keithley2450Sim(ScpiInstrument):
         self.nplc = {"CURR": 1.0, "VOLT": 1.0, "RES": 1.0}
         self.rsense = {"CURR": False, "VOLT": False, "RES": False}
         self.azero = {"CURR": True, "VOLT": True, "RES": True}
+        self.ocomp = False  # :SENS:RES:OCOM (no thermal offsets on the bench: stored only)
+        # averaging filter ([:SENSe[1]]:<function>:AVERage): off, repeating, 10 readings
+        self.avg_on = {"CURR": False, "VOLT": False, "RES": False}
+        self.avg_tcon = {"CURR": "REP", "VOLT": "REP", "RES": "REP"}
+        self.avg_count = {"CURR": 10, "VOLT": 10, "RES": 10}
+        self._stack: deque[float] | None = None  # the moving filter's readings
         self.count = 1
         self.terminals = "FRON"
         self.user_delays: dict[tuple[str, str, int], float] = {}
@@ -365,7 +435,12 @@ class Keithley2450Sim(ScpiInstrument):
         sense = self.sense
         stat = STAT_FRONT
         if sense == 2:
-            value = s.v_v / s.i_a if s.i_a else OVERFLOW  # no auto range, no overflow check
+            value = s.v_v / s.i_a if s.i_a else OVERFLOW
+            if self.meas_auto["RES"]:
+                r = pick_range(R_RANGES, value)
+                self.meas_range["RES"] = r if r is not None else R_RANGES[-1]
+            elif abs(value) > self.meas_range["RES"] * 1.05:
+                value, stat = OVERFLOW, STAT_FRONT | STAT_QUESTIONABLE
         else:
             value = s.i_a if sense == 0 else s.v_v
             name = "CURR" if sense == 0 else "VOLT"
@@ -397,8 +472,14 @@ class Keithley2450Sim(ScpiInstrument):
             if ch.output:
                 self.bench.advance(self._source_delay())
             self._delay_pending = False
-        aperture = self.nplc[_SENSE_KEYS[self.sense]] / self.line_frequency_hz
+        key = _SENSE_KEYS[self.sense]
+        aperture = self.nplc[key] / self.line_frequency_hz
         level = ch.level_v if ch.func == "VOLT" else ch.level_a
+        if self.avg_on[key]:
+            rows = self._filtered([self._record(ch.measure(aperture * self._repeat(key)), level)
+                                   for _ in range(n)])
+            buf.extend(rows)
+            return rows[-1]
         if n == 1:
             row = self._record(ch.measure(aperture), level)
             buf.append(row)
@@ -406,6 +487,29 @@ class Keithley2450Sim(ScpiInstrument):
         rows = [self._record(ch.measure(aperture), level) for _ in range(n)]
         buf.extend(rows)
         return rows[-1]
+
+    def _repeat(self, key: str) -> int:
+        """Readings a repeating filter averages (1 when the filter is off or moving): the
+        simulation takes them as one reading over that many apertures."""
+        if self.avg_on[key] and self.avg_tcon[key] == "REP":
+            return self.avg_count[key]
+        return 1
+
+    def _filtered(self, rows: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+        """Apply a moving filter of the sense function to new rows: the average of the last
+        COUNt readings; the first reading fills the whole stack (2450 manual, AVERage)."""
+        key = _SENSE_KEYS[self.sense]
+        if not self.avg_on[key] or self.avg_tcon[key] != "MOV":
+            return rows
+        count = self.avg_count[key]
+        stack = self._stack
+        out = []
+        for row in rows:
+            if stack is None:
+                stack = self._stack = deque([row[0]] * count, maxlen=count)
+            stack.append(row[0])
+            out.append((sum(stack) / count, *row[1:]))
+        return out
 
     def _reply_row(self, buf: _Buffer, row: tuple[float, ...], elements: tuple[str, ...]) -> bytes:
         """Reply for one reading (``:READ?``, ``:MEAS?``): plain formatting when ASCII."""
@@ -492,6 +596,70 @@ class Keithley2450Sim(ScpiInstrument):
     @scpi(":STATus:CLEar", nargs=0)
     def _stat_clear(self, cmd: Command) -> None:
         self.esr = 0
+        for reg in self.status.values():
+            reg.event = 0
+
+    # status model (reference manual, STATus subsystem and appendix "Status model"): the
+    # operation and questionable event registers; enable, event, condition and bit maps.
+    @scpi(":STATus:PRESet", nargs=0)
+    def _stat_preset(self, cmd: Command) -> None:
+        """Clears the enable and event registers of both (the maps stay)."""
+        for reg in self.status.values():
+            reg.enable = reg.event = 0
+
+    def _reg(self, cmd: Command) -> _StatusRegister:
+        return self.status["OPER" if ":OPER" in cmd.header else "QUES"]
+
+    @scpi(":STATus:OPERation:ENABle", nargs=1)
+    @scpi(":STATus:QUEStionable:ENABle", nargs=1)
+    def _stat_enable(self, cmd: Command) -> None:
+        self._reg(cmd).enable = cmd.number(0, minimum=0, maximum=65535, integer=True)
+
+    @scpi(":STATus:OPERation:ENABle?", nargs=0)
+    @scpi(":STATus:QUEStionable:ENABle?", nargs=0)
+    def _stat_enable_q(self, cmd: Command) -> str:
+        return str(self._reg(cmd).enable)
+
+    @scpi(":STATus:OPERation[:EVENt]?", nargs=0)
+    @scpi(":STATus:QUEStionable[:EVENt]?", nargs=0)
+    def _stat_event_q(self, cmd: Command) -> str:
+        """Reading the event register clears it."""
+        reg = self._reg(cmd)
+        value, reg.event = reg.event, 0
+        return str(value)
+
+    @scpi(":STATus:OPERation:CONDition?", nargs=0)
+    @scpi(":STATus:QUEStionable:CONDition?", nargs=0)
+    def _stat_cond_q(self, cmd: Command) -> str:
+        return str(self._reg(cmd).condition)
+
+    @scpi(":STATus:OPERation:MAP", nargs=(2, 3))
+    @scpi(":STATus:QUEStionable:MAP", nargs=(2, 3))
+    def _stat_map(self, cmd: Command) -> None:
+        """``<bitNumber 0..14>, <setEvent>[, <clearEvent>]``; event 0 means no mapping."""
+        bit = cmd.number(0, minimum=0, maximum=14, integer=True)
+        set_event = cmd.number(1, minimum=0, integer=True)
+        clear_event = cmd.number(2, minimum=0, integer=True) if cmd.has(2) else 0
+        self._reg(cmd).maps[bit] = (set_event, clear_event)
+
+    @scpi(":STATus:OPERation:MAP?", nargs=1)
+    @scpi(":STATus:QUEStionable:MAP?", nargs=1)
+    def _stat_map_q(self, cmd: Command) -> str:
+        bit = cmd.number(0, minimum=0, maximum=14, integer=True)
+        set_event, clear_event = self._reg(cmd).maps.get(bit, (0, 0))
+        return f"{set_event},{clear_event}"
+
+    def status_summary(self) -> int:
+        """Status byte bits 3 (questionable summary) and 7 (operation summary)."""
+        ques, oper = self.status["QUES"], self.status["OPER"]
+        return (0x08 if ques.event & ques.enable else 0) | (0x80 if oper.event & oper.enable else 0)
+
+    @scpi(":SYSTem:BEEPer[:IMMediate]", nargs=2)
+    def _beep(self, cmd: Command) -> None:
+        """``<frequency 20..8000 Hz>, <duration 0.001..100 s>``: overlapped, the clock does not
+        wait for it."""
+        cmd.number(0, minimum=20.0, maximum=8000.0, unit="HZ")
+        cmd.number(1, minimum=0.001, maximum=100.0, unit="S")
 
     @scpi(":ROUTe:TERMinals", nargs=1)
     def _terminals(self, cmd: Command) -> None:
@@ -824,6 +992,8 @@ class Keithley2450Sim(ScpiInstrument):
         func = parse_choice(base, ("CURRent", "VOLTage", "RESistance"))
         if ":" in text and (func == "RES" or parse_choice(text.split(":", 1)[1], ("DC",)) != "DC"):
             raise ScpiError(-224)
+        if _SENSE_FUNCS[func] != self.sense:
+            self._stack = None
         self.sense = _SENSE_FUNCS[func]
 
     @scpi("[:SENSe[1]]:FUNCtion[:ON]?", nargs=0)
@@ -832,11 +1002,14 @@ class Keithley2450Sim(ScpiInstrument):
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:RANGe[:UPPer]", nargs=1)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:RANGe[:UPPer]", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:RANGe[:UPPer]", nargs=1)
     def _meas_range(self, cmd: Command) -> None:
+        """The smallest range that holds the value (ohms: 20 ohm .. 200 Mohm, from 0)."""
         func = _fn(cmd)
-        table = I_RANGES if func == "CURR" else V_RANGES
+        table = {"CURR": I_RANGES, "VOLT": V_RANGES, "RES": R_RANGES}[func]
         value = cmd.number(
-            0, minimum=-table[-1] * 1.05, maximum=table[-1] * 1.05, default=table[-1]
+            0, minimum=0.0 if func == "RES" else -table[-1] * 1.05, maximum=table[-1] * 1.05,
+            default=table[-1]
         )
         r = pick_range(table, value)
         self.meas_range[func] = r if r is not None else table[-1]
@@ -844,16 +1017,19 @@ class Keithley2450Sim(ScpiInstrument):
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:RANGe[:UPPer]?", nargs=0)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:RANGe[:UPPer]?", nargs=0)
+    @scpi("[:SENSe[1]]:RESistance:RANGe[:UPPer]?", nargs=0)
     def _meas_range_q(self, cmd: Command) -> str:
         return _e(self.meas_range[_fn(cmd)])
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:RANGe:AUTO", nargs=1)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:RANGe:AUTO", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:RANGe:AUTO", nargs=1)
     def _meas_auto(self, cmd: Command) -> None:
         self.meas_auto[_fn(cmd)] = cmd.boolean(0)
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:RANGe:AUTO?", nargs=0)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:RANGe:AUTO?", nargs=0)
+    @scpi("[:SENSe[1]]:RESistance:RANGe:AUTO?", nargs=0)
     def _meas_auto_q(self, cmd: Command) -> str:
         return "1" if self.meas_auto[_fn(cmd)] else "0"
 
@@ -883,13 +1059,67 @@ class Keithley2450Sim(ScpiInstrument):
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:AZERo[:STATe]", nargs=1)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:AZERo[:STATe]", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:AZERo[:STATe]", nargs=1)
     def _azero(self, cmd: Command) -> None:
         self.azero[_fn(cmd)] = cmd.boolean(0)
 
     @scpi("[:SENSe[1]]:CURRent[:DC]:AZERo[:STATe]?", nargs=0)
     @scpi("[:SENSe[1]]:VOLTage[:DC]:AZERo[:STATe]?", nargs=0)
+    @scpi("[:SENSe[1]]:RESistance:AZERo[:STATe]?", nargs=0)
     def _azero_q(self, cmd: Command) -> str:
         return "1" if self.azero[_fn(cmd)] else "0"
+
+    @scpi("[:SENSe[1]]:RESistance:OCOMpensated", nargs=1)
+    def _ocomp(self, cmd: Command) -> None:
+        self.ocomp = cmd.boolean(0)
+
+    @scpi("[:SENSe[1]]:RESistance:OCOMpensated?", nargs=0)
+    def _ocomp_q(self, cmd: Command) -> str:
+        return "1" if self.ocomp else "0"
+
+    # averaging filter (reference manual, SENSe1 subsystem: <function>:AVERage)
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage[:STATe]", nargs=1)
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage[:STATe]", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:AVERage[:STATe]", nargs=1)
+    def _avg(self, cmd: Command) -> None:
+        self.avg_on[_fn(cmd)] = cmd.boolean(0)
+        self._stack = None
+
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage[:STATe]?", nargs=0)
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage[:STATe]?", nargs=0)
+    @scpi("[:SENSe[1]]:RESistance:AVERage[:STATe]?", nargs=0)
+    def _avg_q(self, cmd: Command) -> str:
+        return "1" if self.avg_on[_fn(cmd)] else "0"
+
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage:COUNt", nargs=1)
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage:COUNt", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:AVERage:COUNt", nargs=1)
+    def _avg_count(self, cmd: Command) -> None:
+        self.avg_count[_fn(cmd)] = cmd.number(0, minimum=1, maximum=100, integer=True,
+                                              default=10)
+        self._stack = None
+
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage:COUNt?", nargs=(0, 1))
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage:COUNt?", nargs=(0, 1))
+    @scpi("[:SENSe[1]]:RESistance:AVERage:COUNt?", nargs=(0, 1))
+    def _avg_count_q(self, cmd: Command) -> str:
+        if cmd.has(0):
+            which = cmd.choice(0, ("DEFault", "MINimum", "MAXimum"))
+            return str({"DEF": 10, "MIN": 1, "MAX": 100}[which])
+        return str(self.avg_count[_fn(cmd)])
+
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage:TCONtrol", nargs=1)
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage:TCONtrol", nargs=1)
+    @scpi("[:SENSe[1]]:RESistance:AVERage:TCONtrol", nargs=1)
+    def _avg_tcon(self, cmd: Command) -> None:
+        self.avg_tcon[_fn(cmd)] = cmd.choice(0, ("REPeat", "MOVing"))
+        self._stack = None
+
+    @scpi("[:SENSe[1]]:CURRent[:DC]:AVERage:TCONtrol?", nargs=0)
+    @scpi("[:SENSe[1]]:VOLTage[:DC]:AVERage:TCONtrol?", nargs=0)
+    @scpi("[:SENSe[1]]:RESistance:AVERage:TCONtrol?", nargs=0)
+    def _avg_tcon_q(self, cmd: Command) -> str:
+        return self.avg_tcon[_fn(cmd)]
 
     @scpi("[:SENSe[1]]:AZERo:ONCE", nargs=0)
     def _azero_once(self, cmd: Command) -> None:
@@ -967,8 +1197,9 @@ class Keithley2450Sim(ScpiInstrument):
     def _measure_q(self, cmd: Command) -> bytes:
         _, buf = self._buffer(cmd, 0)
         elements = self._elements(cmd, 1)
-        if cmd.header not in (":MEAS?", ":MEASURE?"):
+        if cmd.header not in (":MEAS?", ":MEASURE?") and _SENSE_FUNCS[_fn(cmd)] != self.sense:
             self.sense = _SENSE_FUNCS[_fn(cmd)]
+            self._stack = None
         row = self._take(self.count, buf)
         return self._reply_row(buf, row, elements)
 
@@ -991,7 +1222,7 @@ class Keithley2450Sim(ScpiInstrument):
             levels = levels + levels[::-1]
         levels = levels * sweep["count"]
         func = sweep["func"]
-        aperture = self._aperture()
+        aperture = self._aperture() * self._repeat(_SENSE_KEYS[self.sense])
         delay = sweep["delay"]
         ch.output = True
         got = None
@@ -1018,7 +1249,7 @@ class Keithley2450Sim(ScpiInstrument):
                 rows.append(self._record(s, level))
                 if sweep["fail_abort"] and s.in_compliance:
                     break
-        buf.extend(rows)
+        buf.extend(self._filtered(rows))
         ch.off()
         self._delay_pending = True
 
@@ -1093,6 +1324,26 @@ class Keithley2450Sim(ScpiInstrument):
         if not 1 <= first <= last <= buf.count:
             raise ScpiError(-222)
         return self._reply(buf, buf.rows(first, last), elements)
+
+    @scpi(":TRACe:STATistics:AVERage?", nargs=(0, 1))
+    @scpi(":TRACe:STATistics:MAXimum?", nargs=(0, 1))
+    @scpi(":TRACe:STATistics:MINimum?", nargs=(0, 1))
+    @scpi(":TRACe:STATistics:PK2Pk?", nargs=(0, 1))
+    @scpi(":TRACe:STATistics:STDDev?", nargs=(0, 1))
+    def _trace_stat_q(self, cmd: Command) -> str:
+        """One statistic of every reading that entered the buffer (overwritten ones too)."""
+        buf = self._buffer(cmd, 0)[1]
+        buf._flush()
+        which = cmd.header.rsplit(":", 1)[1]
+        key = next(k for k in ("AVER", "MAX", "MIN", "PK2P", "STDD") if which.startswith(k))
+        return _e(buf.stats.value(key))
+
+    @scpi(":TRACe:STATistics:CLEar", nargs=(0, 1))
+    def _trace_stat_clear(self, cmd: Command) -> None:
+        """Clears the statistics, not the readings."""
+        buf = self._buffer(cmd, 0)[1]
+        buf._flush()
+        buf.stats = _Stats()
 
     # -- data format -----------------------------------------------------------------------
     @scpi(":FORMat[:DATA]", nargs=1)

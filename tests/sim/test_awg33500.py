@@ -422,3 +422,106 @@ def test_driver_reprograms_levels_without_a_settings_conflict(gen, first, then):
         gen.pulse_train(high, 1e-4, 2e-4, 3, low_v=low)  # check_errors raises on any error
         snap = gen.settings()["instrument"]
         assert float(snap["voltage_high"]) == high and float(snap["voltage_low"]) == low
+
+
+# --------------------------------------------------------------------------- OUTPut:SYNC / TRIGger
+def test_sync_and_trigger_out_round_trip_and_reset(awg):
+    assert ask(awg, "OUTP:SYNC?;:OUTP:SYNC:SOUR?;:OUTP1:SYNC:MODE?;:OUTP2:SYNC:POL?") == (
+        "1;CH1;NORM;NORM")
+    assert ask(awg, "OUTP:TRIG?;:OUTP:TRIG:SLOP?;:OUTP:TRIG:SOUR?") == "0;POS;CH1"
+    awg.handle("OUTPut:SYNC OFF;:OUTPut:SYNC:SOURce CH2;:OUTPut2:SYNC:MODE MARKer;"
+               ":OUTPut1:SYNC:POLarity INVerted")
+    awg.handle("OUTP:TRIG ON;:OUTP:TRIG:SLOP NEG;:OUTP:TRIG:SOUR CH2")
+    assert ask(awg, "OUTP:SYNC:STAT?;:OUTP:SYNC:SOUR?;:OUTP2:SYNC:MODE?;:OUTP1:SYNC:POL?") == (
+        "0;CH2;MARK;INV")
+    assert ask(awg, "OUTP1:SYNC:MODE?") == "NORM"  # per channel
+    assert ask(awg, "OUTP:TRIG?;:OUTP:TRIG:SLOP?;:OUTP:TRIG:SOUR?") == "1;NEG;CH2"
+    assert errors(awg) == []
+    awg.handle("*RST")
+    assert ask(awg, "OUTP:SYNC?;:OUTP:SYNC:SOUR?;:OUTP2:SYNC:MODE?") == "1;CH1;NORM"
+    assert ask(awg, "OUTP:TRIG?;:OUTP:TRIG:SLOP?") == "0;POS"
+
+
+def test_sync_and_trigger_out_reject_bad_values(awg):
+    awg.handle("OUTP:SYNC:SOUR CH3")
+    awg.handle("OUTP1:SYNC:MODE FAST")
+    awg.handle("OUTP:TRIG:SLOP UP")
+    awg.handle("OUTP2:SYNC ON")  # the Sync state has no channel suffix
+    awg.handle("OUTP3:SYNC:MODE NORM")
+    assert errors(awg) == ['-224,"Illegal parameter value"'] * 3 + [
+        '-114,"Header suffix out of range"'] * 2
+
+
+# --------------------------------------------------------------------------- PHASe, UNIT:ANGLe
+def test_phase_round_trip_range_and_units(awg):
+    assert ask(awg, "SOUR1:PHAS?") == "+0.000000000000000E+00"
+    awg.handle("SOUR1:PHAS 90;:SOUR2:PHASe -45.5")
+    assert float(ask(awg, "SOUR1:PHAS?")) == 90
+    assert float(ask(awg, "SOUR2:PHAS?")) == -45.5
+    assert float(ask(awg, "PHAS? MAX")) == 360 and float(ask(awg, "PHAS? MIN")) == -360
+    awg.handle("SOUR1:PHAS 361")
+    assert errors(awg) == ['-222,"Data out of range"']
+    assert float(ask(awg, "SOUR1:PHAS?")) == 90  # not applied
+    awg.handle("UNIT:ANGL RAD")
+    assert ask(awg, "UNIT:ANGL?") == "RAD"
+    assert float(ask(awg, "SOUR1:PHAS?")) == pytest.approx(math.pi / 2)
+    awg.handle("SOUR1:PHAS 7")  # > 2 pi
+    assert errors(awg) == ['-222,"Data out of range"']
+    awg.handle(f"SOUR1:PHAS {math.pi}")
+    awg.handle("UNIT:ANGL DEF")
+    assert float(ask(awg, "SOUR1:PHAS?")) == pytest.approx(180)
+    assert ask(awg, "PHAS:UNL:ERR:STAT?") == "0"
+    awg.handle("PHAS:UNL:ERR:STAT ON;:PHAS:REF;:PHAS:SYNC")
+    assert ask(awg, "PHAS:UNL:ERR:STAT?") == "1"
+    assert errors(awg) == []
+    awg.handle("UNIT:ANGL RAD;*RST")
+    assert ask(awg, "UNIT:ANGL?;:SOUR1:PHAS?;:PHAS:UNL:ERR:STAT?") == (
+        "DEG;+0.000000000000000E+00;0")
+
+
+def test_phase_shifts_the_free_running_output(awg, dendrite_bench):
+    """A square wave started at 180 degrees is low first: the bench sees it half a period on."""
+    awg.handle("OUTP1:LOAD INF;:SOUR1:FUNC SQU;:SOUR1:FREQ 1000;:SOUR1:VOLT:HIGH 1;"
+               ":SOUR1:VOLT:LOW 0")
+    awg.handle("SOUR1:PHAS 180")
+    awg.handle("OUTP1 ON")
+    run = awg.ch[1].run
+    assert run is not None and run.phase == pytest.approx(0.5e-3)
+    awg.handle("SOUR1:PHAS 0;:PHAS:SYNC")
+    assert awg.ch[1].run.phase == 0.0
+
+
+# --------------------------------------------------------------------------- FREQuency:MODE
+def test_frequency_mode_round_trip_and_sweep_not_simulated(awg):
+    assert ask(awg, "SOUR1:FREQ:MODE?") == "CW"
+    awg.handle("SOURce1:FREQuency:MODE FIXED")
+    assert ask(awg, "SOUR1:FREQ:MODE?") == "FIX"
+    awg.handle("SOUR2:FREQ:MODE SWEEP")
+    assert ask(awg, "SOUR2:FREQ:MODE?") == "SWE"
+    awg.handle("OUTP2 ON")  # a frequency sweep is not simulated: refused, not faked
+    awg.handle("SOUR1:FREQ:MODE STEP")
+    assert errors(awg) == ['-221,"Settings conflict"', '-224,"Illegal parameter value"']
+    assert ask(awg, "OUTP2?") == "0"
+    awg.handle("SOUR1:FREQ:MODE CW;:OUTP1 ON;:SOUR1:FREQ:MODE LIST")
+    assert errors(awg) == ['-221,"Settings conflict"']
+    awg.handle("*RST")
+    assert ask(awg, "SOUR2:FREQ:MODE?") == "CW"
+
+
+# --------------------------------------------------------------------------- misc subsystems
+def test_arb_advance_display_and_beeper(awg):
+    assert ask(awg, "SOUR1:FUNC:ARB:ADV?") == "SRAT"
+    awg.handle("SOUR1:FUNC:ARB:ADV TRIG;:SOUR2:FUNC:ARB:ADVance SRATe")
+    assert ask(awg, "SOUR1:FUNC:ARB:ADV?;:SOUR2:FUNC:ARB:ADV?") == "TRIG;SRAT"
+    awg.handle("SOUR1:FUNC:ARB:ADV NEXT")
+    assert errors(awg) == ['-224,"Illegal parameter value"']
+    awg.handle('DISP:TEXT "pulse ""A"""')
+    assert ask(awg, "DISP:TEXT?") == '"pulse ""A"""'
+    awg.handle("DISP:TEXT:CLE;:DISP OFF")
+    assert ask(awg, "DISP:TEXT?;:DISP?") == '"";0'
+    awg.handle("DISP:TEXT 12")
+    assert errors(awg) == ['-104,"Data type error"']
+    awg.handle("SYST:BEEP;:SYST:BEEP:STAT OFF;*RST")
+    assert ask(awg, "SYST:BEEP:STAT?;:DISP?;:SOUR1:FUNC:ARB:ADV?") == "0;1;SRAT"
+    awg.handle("SYST:BEEP 1000")
+    assert errors(awg) == ['-108,"Parameter not allowed"']

@@ -342,3 +342,24 @@ def test_driver_end_to_end(m, dendrite_bench, loopback, channel):
     smu.safe_state()
     assert term not in dendrite_bench.levels
     assert smu.drain_errors() == []
+
+
+# --- remote sensing and resistance mode (SENSe subsystem) ------------------------------------
+
+
+def test_remote_sensing_and_resistance_settings(m):
+    assert ask(m, ":SENS1:REM?;:SENS2:REM?") == "0;0"
+    m.handle(":SENS1:REM ON;:SENSe2:REMote 0")
+    assert ask(m, ":SENS1:REM?;:SENS2:REM?") == "1;0"
+    assert ask(m, ":SENS1:RES:MODE?;:SENS1:RES:OCOM?") == "MAN;0"
+    m.handle(":SENS1:RES:MODE AUTO;:SENS1:RES:OCOM ON")
+    assert ask(m, ":SENS1:RES:MODE?;:SENS1:RES:OCOM?;:SENS2:RES:MODE?") == "AUTO;1;MAN"
+    assert errors(m) == []
+    m.handle(":SENS1:REM MAYBE")
+    m.handle(":SENS1:RES:MODE FAST")
+    m.handle(":SENS3:REM ON")
+    m.handle(":SENS1:REM")
+    assert errors(m) == ['-224,"Illegal parameter value"'] * 2 + [
+        '-114,"Header suffix out of range"', '-109,"Missing parameter"']
+    m.handle("*RST")
+    assert ask(m, ":SENS1:REM?;:SENS1:RES:MODE?;:SENS1:RES:OCOM?") == "0;MAN;0"

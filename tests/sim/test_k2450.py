@@ -441,3 +441,167 @@ def test_sweep_fast_path_gives_the_numbers_of_the_point_by_point_loop(
         assert 1 < n < 60  # stopped at the first point in compliance
     elif ilim < 1e-4:
         assert floats(data)[0::5].count(ilim) > 3  # clamped at the limit
+
+
+# --- resistance sense settings, averaging filter ---------------------------------------------
+
+
+def test_resistance_range_auto_and_autozero(k):
+    assert ask(k, ":SENS:RES:RANG:AUTO?;:SENS:RES:AZER?;:SENS:RES:OCOM?") == "1;1;0"
+    k.handle(':SENS:FUNC "RES";:SENS:RES:RANG 3e3')
+    assert ask(k, ":SENS:RES:RANG?;:SENS:RES:RANG:AUTO?") == "2.000000E+04;0"
+    k.handle(":SENS:RES:RANG 200e6;:SENS:RES:AZER OFF;:SENS:RES:OCOM ON")
+    assert ask(k, ":SENSe:RESistance:RANGe:UPPer?;:SENS:RES:AZER:STAT?;:SENS:RES:OCOM?") == (
+        "2.000000E+08;0;1")
+    k.handle(":SENS:RES:RANG 250e6")
+    k.handle(":SENS:RES:RANG -1")
+    assert errors(k) == ['-222,"Data out of range"'] * 2
+    k.handle(":SENS:RES:RANG:AUTO ON;:OUTP ON;:SOUR:VOLT 0.2")
+    r = float(ask(k, ":READ?"))
+    rng = float(ask(k, ":SENS:RES:RANG?"))
+    assert 0 < r <= rng * 1.0000001 and (rng == 20 or r > rng / 10)  # auto range holds it
+    k.handle(":SENS:RES:RANG:AUTO OFF;:SENS:RES:RANG 20")
+    assert float(ask(k, ":READ?")) == 9.9e37  # far above the 20 ohm range: overflow
+    k.handle("*RST")
+    assert ask(k, ":SENS:RES:RANG:AUTO?;:SENS:RES:AZER?;:SENS:RES:OCOM?") == "1;1;0"
+
+
+def test_averaging_filter_settings(k):
+    for f in ("CURR", "VOLT", "RES"):
+        assert ask(k, f":SENS:{f}:AVER?;:SENS:{f}:AVER:TCON?;:SENS:{f}:AVER:COUN?") == (
+            "0;REP;10")
+    k.handle(":SENS:CURR:AVER ON;:SENS:CURR:AVER:TCON MOV;:SENS:CURR:AVER:COUNT 5")
+    assert ask(k, ":SENS:CURR:AVER:STAT?;:SENS:CURR:AVER:TCON?;:SENS:CURR:AVER:COUN?") == (
+        "1;MOV;5")
+    assert ask(k, ":SENS:VOLT:AVER?;:SENS:VOLT:AVER:COUN?") == "0;10"  # per function
+    assert ask(k, ":SENS:CURR:AVER:COUN? MAX;:SENS:CURR:AVER:COUN? MIN") == "100;1"
+    k.handle(":SENS:CURR:AVER:COUN 101")
+    k.handle(":SENS:CURR:AVER:COUN 0")
+    k.handle(":SENS:CURR:AVER:TCON HYBR")
+    assert errors(k) == ['-222,"Data out of range"'] * 2 + ['-224,"Illegal parameter value"']
+    k.handle("*RST")
+    assert ask(k, ":SENS:CURR:AVER?;:SENS:CURR:AVER:TCON?;:SENS:CURR:AVER:COUN?") == "0;REP;10"
+
+
+def test_repeating_filter_integrates_count_apertures(k, dendrite_bench):
+    k.handle(":SENS:CURR:NPLC 1;:OUTP ON;:SOUR:VOLT 0.1")
+    ask(k, ":READ?")
+    t0 = dendrite_bench.now_s
+    ask(k, ":READ?")
+    one = dendrite_bench.now_s - t0
+    k.handle(":SENS:CURR:AVER:COUN 4;:SENS:CURR:AVER ON")
+    t0 = dendrite_bench.now_s
+    ask(k, ":READ?")
+    assert dendrite_bench.now_s - t0 == pytest.approx(4 * one, rel=1e-6)
+
+
+def test_moving_filter_averages_the_last_readings(dendrite_bench):
+    """The first reading fills the stack; then each reading is the mean of the last COUNt
+    (same timing as unfiltered readings, so a twin bench gives the raw values)."""
+    from sim_backend.bench import Bench
+
+    twin = Bench({"seed": 1, "noise": False, "devices": {"d1": {"kind": "dendrite"}},
+                  "wiring": {"smu/1": "d1"}})
+    setup = ":SENS:CURR:NPLC 0.01;:OUTP ON;:SOUR:VOLT 0.3"
+    raw_k, filt_k = Keithley2450Sim(twin, "smu"), Keithley2450Sim(dendrite_bench, "smu")
+    raw_k.handle(setup)
+    filt_k.handle(":SENS:CURR:AVER:TCON MOV;:SENS:CURR:AVER:COUN 2;:SENS:CURR:AVER ON;" + setup)
+    raw = [float(ask(raw_k, ":READ?")) for _ in range(3)]
+    got = [float(ask(filt_k, ":READ?")) for _ in range(3)]
+    assert raw[2] > raw[0]  # the dendrite conducts more and more at 0.3 V
+    assert got == pytest.approx([raw[0], (raw[0] + raw[1]) / 2, (raw[1] + raw[2]) / 2],
+                                rel=2e-6)
+
+
+# --- STATus subsystem --------------------------------------------------------------------------
+
+
+def test_status_registers_round_trip_preset_and_map(k):
+    for reg in ("OPER", "QUES"):
+        assert ask(k, f":STAT:{reg}:ENAB?;:STAT:{reg}:COND?;:STAT:{reg}?;:STAT:{reg}:EVEN?") == (
+            "0;0;0;0")
+    k.handle(":STATus:OPERation:ENABle 1024;:STAT:QUES:ENAB #H8")
+    assert ask(k, ":STAT:OPER:ENAB?;:STAT:QUES:ENAB?") == "1024;8"
+    k.handle(":STAT:QUES:MAP 0, 4917, 4918;:STAT:OPER:MAP 14, 2731")
+    assert ask(k, ":STAT:QUES:MAP? 0;:STAT:OPER:MAP? 14;:STAT:OPER:MAP? 3") == (
+        "4917,4918;2731,0;0,0")
+    k.handle("*RST")  # the status model is not affected by a reset
+    assert ask(k, ":STAT:OPER:ENAB?;:STAT:QUES:ENAB?") == "1024;8"
+    k.handle(":STAT:PRES")
+    assert ask(k, ":STAT:OPER:ENAB?;:STAT:QUES:ENAB?;:STAT:QUES:MAP? 0") == "0;0;4917,4918"
+    k.handle(":STAT:OPER:ENAB 65536")
+    k.handle(":STAT:QUES:MAP 15, 4917")
+    k.handle(":STAT:QUES:MAP 0")
+    k.handle(":STAT:QUES:MAP? 16")
+    assert errors(k) == ['-222,"Data out of range"'] * 2 + ['-109,"Missing parameter"',
+                                                             '-222,"Data out of range"']
+    assert ask(k, "*STB?") == "0"
+
+
+def test_status_byte_summarises_enabled_events(k):
+    k.status["QUES"].event = 0x10
+    assert int(ask(k, "*STB?")) & 0x08 == 0  # not enabled
+    k.handle(":STAT:QUES:ENAB 16")
+    assert int(ask(k, "*STB?")) & 0x08
+    assert ask(k, ":STAT:QUES?") == "16"  # reading clears the event register
+    assert int(ask(k, "*STB?")) & 0x08 == 0
+    k.status["OPER"].event = 1
+    k.handle(":STAT:OPER:ENAB 1")
+    assert int(ask(k, "*STB?")) & 0x80
+    k.handle(":STAT:CLE")
+    assert ask(k, ":STAT:OPER:EVEN?") == "0" and int(ask(k, "*STB?")) & 0x80 == 0
+
+
+# --- TRACe:STATistics, SYSTem:BEEPer -----------------------------------------------------------
+
+
+def test_trace_statistics_of_the_readings(k):
+    assert ask(k, ":TRAC:STAT:AVER?") == "0.000000E+00"  # empty buffer
+    k.handle(":SENS:CURR:NPLC 0.01;:OUTP ON")
+    values = []
+    for v in (0.05, 0.1, 0.2, 0.3):
+        k.handle(f":SOUR:VOLT {v}")
+        values.append(float(ask(k, ":READ?")))
+    a = np.array(values)
+    got = {q: float(ask(k, f":TRACe:STATistics:{q}?")) for q in
+           ("AVERage", "MAXimum", "MINimum", "PK2Pk", "STDDev")}
+    assert got["AVERage"] == pytest.approx(a.mean(), rel=1e-6)
+    assert got["MAXimum"] == pytest.approx(a.max(), rel=1e-6)
+    assert got["MINimum"] == pytest.approx(a.min(), rel=1e-6)
+    assert got["PK2Pk"] == pytest.approx(a.max() - a.min(), rel=1e-5)
+    assert got["STDDev"] == pytest.approx(a.std(ddof=1), rel=1e-5)
+    assert float(ask(k, ':TRAC:STAT:AVER? "defbuffer1"')) == got["AVERage"]
+    assert ask(k, ':TRAC:STAT:AVER? "defbuffer2"') == "0.000000E+00"
+    k.handle(":TRAC:STAT:CLE")
+    assert ask(k, ":TRAC:STAT:MAX?;:TRAC:ACT?") == "0.000000E+00;4"  # readings stay
+    ask(k, ":TRAC:STAT:AVER? \"nobuf\"")
+    assert errors(k) == ['-224,"Illegal parameter value"']
+
+
+def test_trace_statistics_include_overwritten_readings(k):
+    """A continuous buffer of 10 that took 25 readings: statistics over all 25 (manual)."""
+    from sim_backend.instruments.k2450 import _Buffer
+
+    buf = _Buffer(10, "CONT")
+    for x in range(25):
+        buf.append((float(x), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    buf.extend([(25.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)])
+    buf._flush()
+    assert buf.count == 10 and buf.rows(1, 1)[0][0] == 16.0
+    values = np.arange(26.0)
+    assert (buf.stats.value("AVER"), buf.stats.value("MIN")) == (values.mean(), 0.0)
+    assert buf.stats.value("STDD") == pytest.approx(values.std(ddof=1))
+    k.buffers["ring"] = buf
+    assert ask(k, ':TRAC:STAT:MIN? "ring";:TRAC:STAT:PK2P? "ring"') == (
+        "0.000000E+00;2.500000E+01")
+    k.handle(':TRAC:CLE "ring"')
+    assert ask(k, ':TRAC:STAT:AVER? "ring"') == "0.000000E+00"
+
+
+def test_beeper(k):
+    k.handle(":SYST:BEEP 1000, 0.1;:SYSTem:BEEPer:IMMediate 20, 100")
+    assert errors(k) == []
+    k.handle(":SYST:BEEP 10, 0.1")
+    k.handle(":SYST:BEEP 1000, 101")
+    k.handle(":SYST:BEEP 1000")
+    assert errors(k) == ['-222,"Data out of range"'] * 2 + ['-109,"Missing parameter"']
