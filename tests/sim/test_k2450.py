@@ -4,7 +4,6 @@ sweeps in simulated time, compliance, and our own Smu driver end to end on a den
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -305,15 +304,16 @@ def test_ascii_precision(k):
     assert re.fullmatch(r"\d\.\d{3}E-\d\d", ask(k, ":READ?"))
 
 
-def test_10000_point_trace_is_fast(k):
+def test_10000_point_trace_reads_back_whole(k):
+    """(Its speed is a benchmark figure: benchmarks/bench_visa.py.)"""
     ask(k, ":SENS:CURR:NPLC 0.01;:SOUR:SWE:VOLT:LIN 0,1,10000,0;:INIT")
     query = ':TRAC:DATA? 1,10000,"defbuffer1",SOUR,READ,REL'
-    k.handle(query)
-    t0 = time.perf_counter()
+    first = k.handle(query)
     reply = k.handle(query)
-    elapsed = time.perf_counter() - t0
-    assert reply.count(b",") == 30000 - 1
-    assert elapsed < 0.05  # ~4 ms on a 2-core VM; generous for loaded CI machines
+    assert reply == first
+    values = np.array(reply.decode().split(","), dtype=float).reshape(10000, 3)
+    assert values[0, 0] == 0.0 and values[-1, 0] == 1.0
+    assert np.all(np.diff(values[:, 2]) > 0)     # relative time stamps rise
 
 
 # --- our driver end to end ------------------------------------------------------------------
