@@ -65,17 +65,25 @@ def main() -> None:
     t = best_of(soma_run)
     row(f"{soma_run.spikes} spikes", t, soma_run.spikes, "spikes")
 
-    print("dendrite-soma unit (exponential Euler, h = 0.1 us), 20 x 100 us pulses at 6 V:")
+    print("dendrite-soma unit, 20 x 100 us pulses at 6 V (exp2: default method; stepper: "
+          "first order, h = 0.1 us):")
     unit_train = pulse_train(6.0, 100e-6, 100e-6, 20)
-    for n in (1, 100):
-        def unit_run(n=n) -> None:
-            unit = DendriteSomaUnit(DendriteArray(quiet.dendrite, n), SomaArray(quiet.soma, n),
-                                    quiet.circuit)
-            unit_run.spikes = int(unit.run(unit_train).total().sum())
-        t = best_of(unit_run, 1)
+    cases = [(1, "exp2", "float", quiet), (1, "exp2", "numpy", quiet),
+             (100, "exp2", "float", quiet), (100, "exp2", "numpy", quiet),
+             (100, "exp2", "float", models), (100, "exp2", "numpy", models),
+             (1000, "exp2", "numpy", quiet), (1, "stepper", "numpy", quiet)]
+    for n, method, kernel, mod in cases:
+        def unit_run(n=n, method=method, kernel=kernel, mod=mod) -> None:
+            unit = DendriteSomaUnit(DendriteArray(mod.dendrite, n), SomaArray(mod.soma, n),
+                                    mod.circuit)
+            rec = unit.run(unit_train, method=method, kernel=kernel)
+            unit_run.spikes = int(rec.total().sum())
+        t = best_of(unit_run, 3 if n * (method == "exp2") == 1 else 1)
         sim_t = unit_train.duration_s
-        print(f"  {n:4d} units: {t * 1e3:9.1f} ms for {sim_t * 1e3:.0f} ms simulated "
-              f"({unit_run.spikes} spikes; {n * sim_t / t:.3g} unit-seconds per second)")
+        noise = "noise-free" if mod is quiet else "default noise"
+        print(f"  {n:4d} units {method:7s} {kernel:5s} {noise:13s}: {t * 1e3:9.1f} ms for "
+              f"{sim_t * 1e3:.0f} ms simulated ({unit_run.spikes} spikes; "
+              f"{n * sim_t / t:.3g} unit-seconds per second)")
 
 
 if __name__ == "__main__":

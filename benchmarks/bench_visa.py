@@ -3,10 +3,16 @@
 Run: ``python benchmarks/bench_visa.py``. Both libraries run in this one process on the same
 machine, through real pyvisa Resources, so the ratios hold on a noisy machine. Targets (issue 4):
 set-V/read-I pair <= 20 us; 10 000-point ``:TRAC:DATA?`` <= 12 ms (pyvisa-sim ~280 ms).
+Issue 10: a set-level/read pair with a NEW level every point (two messages, output on, real
+physics) over ``@dendrosim`` <= 0.8x plain pyvisa-sim's static pair, measured interleaved.
+
+``python benchmarks/bench_visa.py --loop newlevel --n 20000`` runs only that loop (for cProfile
+or ``valgrind --tool=callgrind``: difference two ``--n`` values for instructions per pair).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import textwrap
 import time
@@ -92,12 +98,77 @@ def open_smu(library: str, address: str = SMU):
     return rm, res
 
 
+NEW_LEVEL_TARGET = 0.8  # issue 10: @dendrosim new-level pair / pyvisa-sim static pair
+SETUP_2450 = (':SOUR:FUNC VOLT;:SOUR:VOLT:ILIM 1e-3;:SENS:FUNC "CURR";:SENS:CURR:NPLC 0.01;'
+              ":OUTP ON")
+
+
+def level_messages(n: int, repeats: int) -> list[list[str]]:
+    """``repeats`` sweeps of ``n`` levels over 0..0.5 V, every message text distinct across the
+    whole run (so no repeat replays a message the model has cached as a whole); formatted as
+    the drivers format levels (``instruments.base.fmt``: 9 significant digits)."""
+    total = n * repeats
+    levels = [0.5 * k / (total - 1) for k in range(total)]
+    return [[f":SOUR:VOLT {format(v + 0.0, '.9g')}" for v in levels[r::repeats]]
+            for r in range(repeats)]
+
+
+def new_level_pair(sim, ds, n: int = 2000, repeats: int = 7) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds per pair: plain pyvisa-sim's static pair and the ``@dendrosim``
+    pair with a new level every point, timed alternately in the same run."""
+    static = [":SOUR:VOLT 0.200000"] * n
+    sweeps = level_messages(n, repeats)
+    ds.write(SETUP_2450)
+    best_sim = best_ds = float("inf")
+    for r in range(repeats):
+        w, q = sim.write, sim.query
+        t0 = time.perf_counter()
+        for msg in static:
+            w(msg)
+            q(":READ?")
+        best_sim = min(best_sim, (time.perf_counter() - t0) / n)
+        w, q = ds.write, ds.query
+        t0 = time.perf_counter()
+        for msg in sweeps[r]:
+            w(msg)
+            q(":READ?")
+        best_ds = min(best_ds, (time.perf_counter() - t0) / n)
+    assert ds.query(":SYST:ERR?") == '0,"No error"'
+    return best_sim, best_ds
+
+
+def loop_only(kind: str, n: int) -> None:
+    """One loop alone, for profilers: ``static`` (plain pyvisa-sim) or ``newlevel``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "static":
+            _rm, res = open_smu(f"{plain_sim_yaml(Path(tmp))}@sim")
+            for _ in range(n):
+                res.write(":SOUR:VOLT 0.200000")
+                res.query(":READ?")
+            return
+        _rm, res = open_smu("@dendrosim")
+        res.write(SETUP_2450)
+        for msg in level_messages(n, 1)[0]:
+            res.write(msg)
+            res.query(":READ?")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loop", choices=("static", "newlevel"),
+                        help="run only this loop (for cProfile / callgrind)")
+    parser.add_argument("--n", type=int, default=20000, help="pairs for --loop")
+    args = parser.parse_args()
+    if args.loop:
+        loop_only(args.loop, args.n)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rm_sim, sim = open_smu(f"{plain_sim_yaml(Path(tmp))}@sim")
         rm_ds, ds = open_smu("@dendrosim")
         rm_ds.visalib.reset()
         rows = []
+        t_static, t_new = new_level_pair(sim, ds)
+        rm_ds.visalib.reset()
 
         n = 2000
         t_sim = per_call(lambda: sim.query("*IDN?"), n)
@@ -154,6 +225,11 @@ def main() -> None:
         print(f"\nfull-physics set-V/read-I pair: {pair * 1e6:.1f} us "
               f"({1 / pair:,.0f} points/s); plain pyvisa-sim static pair: "
               f"{static_pair * 1e6:.1f} us")
+        ratio = t_new / t_static
+        print(f"new-level pair (issue 10, interleaved, best of 7): @dendrosim "
+              f"{t_new * 1e6:.1f} us vs pyvisa-sim static pair {t_static * 1e6:.1f} us: "
+              f"{ratio:.2f}x (target <= {NEW_LEVEL_TARGET}x: "
+              f"{'met' if ratio <= NEW_LEVEL_TARGET else 'NOT met'})")
         sim.close()
         ds.close()
         rm_sim.close()

@@ -47,6 +47,11 @@ def _clamp(dut: Any, i: float, v: float, limit_a: float | None) -> tuple[float, 
     return i, v, False
 
 
+#: ``tuple.__new__``: makes a ``Reading`` exactly as ``Reading(...)`` does, without the call
+#: through the named tuple's Python-level ``__new__`` (one reading per measurement).
+_new_tuple = tuple.__new__
+
+
 class Reading(NamedTuple):
     """One measurement at a terminal: current into the device, the device voltage, a trip flag
     (a named tuple: one is made per reading)."""
@@ -216,23 +221,40 @@ class Bench:
         return total
 
     def _refresh(self, slot: _Slot) -> None:
-        main = PORTS[slot.kind][0]
-        slot.v = self._port_voltage(slot.name, main)
-        if slot.kind == "synapse":
+        """The device's port voltages from the levels now on (``_port_voltage``, inlined for
+        the main port: this runs on every source change and reading)."""
+        kind = slot.kind
+        levels = self.levels
+        total = 0.0
+        for t in self._feeds.get((slot.name, PORTS[kind][0]), ()):
+            total += levels.get(t, 0.0)
+        slot.v = total
+        if kind == "synapse":
             slot.dut.gate_v = self._port_voltage(slot.name, "gate")
 
     # ------------------------------------------------------------------ sources
     def source(self, terminal: str, level_v: float | None) -> None:
         """Set a terminal's output: a level in volts, or None for output off (open)."""
         targets = self._targets.get(terminal, ())
-        for slot, _port, _main in targets:
-            self._sync(slot)
+        now = self.now_s
+        for slot, _port, _main in targets:  # _sync, inlined
+            dt = now - slot.t_s
+            if dt > 0:
+                slot.dut.hold(slot.v, dt)
+                slot.t_s = now
+        levels = self.levels
         if level_v is None:
-            self.levels.pop(terminal, None)
+            levels.pop(terminal, None)
         else:
-            self.levels[terminal] = float(level_v)
-        for slot, _port, _main in targets:
-            self._refresh(slot)
+            levels[terminal] = float(level_v)
+        for slot, _port, _main in targets:  # _refresh, inlined for the main port
+            kind = slot.kind
+            v = 0.0
+            for t in self._feeds.get((slot.name, PORTS[kind][0]), ()):
+                v += levels.get(t, 0.0)
+            slot.v = v
+            if kind == "synapse":
+                slot.dut.gate_v = self._port_voltage(slot.name, "gate")
 
     def drive(self, terminal: str, wave: Waveform) -> None:
         """Apply a waveform on a terminal from now on; the clock advances by its duration.
@@ -263,11 +285,43 @@ class Bench:
         """
         aperture = max(aperture_s, 0.0)
         targets = self._targets.get(terminal, ())
+        if targets and self._plain[terminal]:
+            # No target integrates charge: the devices catch up lazily, so the syncs at the
+            # start and the end of the aperture are left to the next event (one hold from the
+            # last event to mid-aperture is the same exact propagation as two).
+            half = aperture / 2
+            now = self.now_s = self.now_s + half
+            levels = self.levels
+            total_i, v_dev, tripped = 0.0, levels.get(terminal, 0.0), False
+            for slot, _port, _main in targets:
+                # _sync, then _read_port with no aperture (with _refresh and _clamp), inlined
+                dut = slot.dut
+                dt = now - slot.t_s
+                if dt > 0:
+                    dut.hold(slot.v, dt)
+                    slot.t_s = now
+                if limit_a is not None:
+                    dut.limit_a = limit_a
+                kind = slot.kind
+                v = 0.0
+                for t in self._feeds.get((slot.name, PORTS[kind][0]), ()):
+                    v += levels.get(t, 0.0)
+                slot.v = v_dev = v
+                if kind == "synapse":
+                    dut.gate_v = self._port_voltage(slot.name, "gate")
+                i = dut.read(v)
+                if limit_a is not None and abs(i) >= limit_a * (1 - 1e-9):
+                    i = limit_a if i > 0 else -limit_a
+                    v_dev = dut.voltage_at(i)
+                    if not dut.self_limiting:
+                        slot.v = v_dev   # the clamped voltage is what the device sees from now on
+                    tripped = True
+                total_i += i
+            self.now_s = now + half
+            return _new_tuple(Reading, (total_i, v_dev, tripped, self.now_s))
         if not targets:
             self.advance(aperture)
             return Reading(0.0, self.levels.get(terminal, 0.0), False, self.now_s)
-        if self._plain[terminal]:
-            return self._measure_plain(terminal, targets, aperture, limit_a)
         sync = self._sync
         charge0 = []
         for slot, port, main in targets:
@@ -300,22 +354,6 @@ class Bench:
                 q0 = next(out)
                 if aperture > 0:
                     total_i += (slot.dut.charge_in_c - q0) / aperture
-        return Reading(total_i, v_dev, tripped, self.now_s)
-
-    def _measure_plain(self, terminal: str, targets: list[tuple[_Slot, str, bool]],
-                       aperture: float, limit_a: float | None) -> Reading:
-        """``measure`` when no target integrates charge: the devices catch up lazily, so the
-        syncs at the start and the end of the aperture are left to the next event (one hold
-        from the last event to mid-aperture is the same exact propagation as two).
-        """
-        self.now_s += aperture / 2
-        total_i, v_dev, tripped = 0.0, self.levels.get(terminal, 0.0), False
-        for slot, _port, _main in targets:
-            self._sync(slot)
-            i, v_dev, t = self._read_port(slot, limit_a, 0.0)  # never None: aperture 0
-            total_i += i
-            tripped = tripped or t
-        self.now_s += aperture / 2
         return Reading(total_i, v_dev, tripped, self.now_s)
 
     def sweep(self, terminal: str, levels: Sequence[float], settle_s: Sequence[float],

@@ -25,11 +25,13 @@ from sim_backend.physics.dendrite import (
 from sim_backend.physics.presets import DeviceModels
 from sim_backend.physics.soma import READ_STREAM as SOMA_READ_STREAM
 from sim_backend.physics.soma import SomaArray, iv_sweep
-from sim_backend.physics.synapse import SynapseArray
+from sim_backend.physics.synapse import _EXP_CAP as _SYN_EXP_CAP
+from sim_backend.physics.synapse import STUCK_NONE, SynapseArray
 from sim_backend.physics.unit import DendriteSomaUnit
 from sim_backend.physics.waveform import Waveform
 
 _BLOCK = 256
+_expm1, _sinh = math.expm1, math.sinh
 #: Compliance used for state logic when no SMU limit has been applied yet (A).
 _NO_LIMIT = 1.0
 
@@ -133,16 +135,24 @@ class DendriteDut:
             b, target = self._rate_b, self._rate_target
         else:
             if sign > 0:
-                r_p = self._kp_eff * math.expm1(min(v * self.inv_vp, ARG_MAX))
+                r_p = self._kp_eff * _expm1(min(v * self.inv_vp, ARG_MAX))
                 r_m = 0.0
             else:
                 r_p = 0.0
-                r_m = self._km_eff * math.expm1(min(-v * self.inv_vm, ARG_MAX))
+                r_m = self._km_eff * _expm1(min(-v * self.inv_vm, ARG_MAX))
             b = r_p + r_m + self.inv_tau
             target = r_p / b
             self._rate_v, self._rate_b, self._rate_target = v, b, target
-        em = math.expm1(-min(b * dt, BDT_MAX))
-        self._w = min(max(w + w * em - target * em, 0.0), 1.0)
+        x = b * dt
+        if BDT_MAX < x:  # min(b * dt, BDT_MAX) without the call (same value, NaN included)
+            x = BDT_MAX
+        em = _expm1(-x)
+        w = w + w * em - target * em
+        if 0.0 > w:  # min(max(w, 0.0), 1.0) without the calls (same value, NaN included)
+            w = 0.0
+        elif 1.0 < w:
+            w = 1.0
+        self._w = w
 
     def _start_pulse(self) -> None:
         """A new pulse: the next keyed C2C factor on k+ and k- (as ``DendriteArray`` does)."""
@@ -169,11 +179,32 @@ class DendriteDut:
         return self.kappa * i if v < 0 else i
 
     def read(self, v: float) -> float:
-        """Current as a measurement sees it: with this device's next keyed read-noise draw."""
-        i = self.current(v)
+        """Current as a measurement sees it: with this device's next keyed read-noise draw.
+
+        ``current`` (with ``conductance``) and the draw block's look-up are inlined: the same
+        operations in the same order, once per reading.
+        """
+        v0 = self.v0
+        x = v / v0
+        if not x < SINH_MAX:  # max(-SINH_MAX, min(SINH_MAX, x)), NaN included
+            x = SINH_MAX
+        if not x > -SINH_MAX:
+            x = -SINH_MAX
+        w = self._w
+        if self.exponential:
+            g = self.g_off * self.rho ** w
+        else:
+            g = self.g_off * (1.0 + (self.rho - 1.0) * w)
+        i = g * v0 * _sinh(x)
+        if v < 0:
+            i = self.kappa * i
         if self.read_sigma:
-            i *= 1.0 + self.read_sigma * self._read(self.reads)
-            self.reads += 1
+            event = self.reads
+            block = self._read
+            k = event - block.start
+            z = block.values[k] if 0 <= k < _BLOCK else block(event)
+            i *= 1.0 + self.read_sigma * z
+            self.reads = event + 1
         return i
 
     def voltage_at(self, i: float) -> float:
@@ -185,38 +216,122 @@ class DendriteDut:
 
 
 class SynapseDut:
-    """One 1T1R cell: bitline voltage on ``top``, gate voltage on ``gate`` (held by the bench)."""
+    """One 1T1R cell: bitline voltage on ``top``, gate voltage on ``gate`` (held by the bench).
+
+    Holds (pulses) and reads run on plain floats with the equations of ``SynapseArray.pulse``
+    and ``read`` and the same keyed draws (fetched in blocks); every scalar step writes the
+    state back to the one-device array, so the array always shows it. A configured relaxation
+    law and whole waveforms use the batch engine.
+    """
 
     kind = "synapse"
     limit_a: float | None = None
     self_limiting = False
 
     def __init__(self, array: SynapseArray) -> None:
+        if array.n != 1:
+            raise ValueError("a DUT wraps exactly one device")
         self.array = array
         self.gate_v = 0.0
         pr = array.params
         self._ages = bool(pr.relax_drift_rel or pr.relax_sigma_a_rel or pr.relax_sigma_b_rel)
+        p = {k: float(a[0]) for k, a in array.p.items()}
+        self.g_min, self.g_max, self.eps = p["g_min_s"], p["g_max_s"], p["eps_nl"]
+        self.k_set, self.v_set = p["k_set_per_s"], p["v_set_v"]
+        self.k_reset, self.v_reset = p["k_reset_per_s"], p["v_reset_v"]
+        self.v_g0, self.s_g = p["v_g0_v"], p["s_g_v"]
+        self.free = int(array.stuck[0]) == STUCK_NONE
+        self.read_sigma, self.add_rel = pr.read_noise_rel, pr.c2c_add_rel
+        self.reset_fraction = pr.relax_reset_fraction
+        self._step = _DrawBlock(array.keys, "c2c.step", pr.c2c_sigma_ln, True)
+        self._add = _DrawBlock(array.keys, "c2c.add", 1.0, False)
+        self._read = _DrawBlock(array.keys, "read.synapse", 1.0, False)
+        self._gate_cache = (math.nan, 0.0)   # (gate voltage, its SET target)
+        self._pull()
+
+    def _pull(self) -> None:
+        a = self.array
+        self._g, self._g_prog = float(a.g_s[0]), float(a.g_prog_s[0])
+        self._age = float(a.age_s[0])
+        self._pulses, self._reads = int(a.n_pulses[0]), int(a.n_reads[0])
+        self._relax_event = int(a._relax_event[0])
+
+    def _g_sat(self, vg: float) -> float:
+        """``SynapseArray.g_sat`` for this cell (cached per gate voltage)."""
+        if vg != self._gate_cache[0]:
+            z = max(-_SYN_EXP_CAP, min(_SYN_EXP_CAP, (vg - self.v_g0) / self.s_g))
+            frac = 1.0 / (1.0 + math.exp(-z))
+            self._gate_cache = (vg, self.g_min + (self.g_max - self.g_min) * frac)
+        return self._gate_cache[1]
 
     def hold(self, v: float, dt: float) -> None:
         """A held bitline voltage acts as one pulse of that width; 0 V only ages the cell
-        (which changes nothing unless a relaxation law is configured: then skip the batch call).
+        (which changes nothing unless a relaxation law is configured: then the batch engine).
         """
-        if dt > 0 and (v != 0.0 or self._ages):
+        if not dt > 0:
+            return
+        if self._ages:
             self.array.pulse(v, dt, self.gate_v)
+            self._pull()
+            return
+        if v == 0.0:
+            return
+        self._pulse(v, dt)
+
+    def _pulse(self, v: float, width: float) -> None:
+        """``SynapseArray.pulse`` for one active pulse (v != 0, width > 0), no relaxation law."""
+        if not (math.isfinite(v) and math.isfinite(width)):
+            self.array.pulse(v, width, self.gate_v)     # raises the batch engine's error
+        ev = self._pulses
+        if v > 0:
+            rate = self.k_set * math.exp(min(v / self.v_set, _SYN_EXP_CAP))
+        else:
+            rate = self.k_reset * math.exp(min(-v / self.v_reset, _SYN_EXP_CAP))
+        x = rate * width
+        frac = -math.expm1(-x)
+        g, gmin, gmax = self._g, self.g_min, self.g_max
+        gap = max(self._g_sat(self.gate_v) - g, 0.0) if v > 0 else min(gmin - g, 0.0)
+        step = gap * -math.expm1(-(x * self._step(ev)))
+        if self.add_rel:
+            sig = self.add_rel * (gmax - gmin) * math.sqrt(-math.expm1(-2.0 * x))
+            step = step + sig * self._add(ev)
+        new = min(max(g + step, gmin), gmax)
+        a = self.array
+        if self.free:
+            if frac >= self.reset_fraction:           # programming: restart the relaxation clock
+                self._g_prog = new
+                self._relax_event = ev
+                self._age = 0.0
+                a._relax_event[0] = ev
+            else:                                     # weak: shift the baseline only
+                self._g_prog = self._g_prog + (new - g)
+                self._age += width
+            self._g = min(max(self._g_prog, gmin), gmax) if frac < self.reset_fraction else new
+            a.g_s[0], a.g_prog_s[0] = self._g, self._g_prog
+        else:
+            self._age += width
+        a.age_s[0] = self._age
+        self._pulses = ev + 1
+        a.n_pulses[0] = ev + 1
 
     def drive(self, wave: Waveform) -> None:
         self.array.run(wave, self.gate_v)
+        self._pull()
 
     def current(self, v: float) -> float:
-        a = self.array
-        g = float(a.g_s[0])
-        return g * v * (1.0 + float(a.p["eps_nl"][0]) * v * v)
+        return self._g * v * (1.0 + self.eps * v * v)
 
     def read(self, v: float) -> float:
         # A gate that is off blocks the access transistor: no current through the cell.
         if self.gate_v <= 0:
             return 0.0
-        return float(self.array.read(v)[0])
+        i = self._g * v * (1.0 + self.eps * v * v)
+        ev = self._reads
+        self._reads = ev + 1
+        self.array.n_reads[0] = ev + 1
+        if self.read_sigma:
+            i = i * (1.0 + self.read_sigma * self._read(ev))
+        return i
 
     def voltage_at(self, i: float) -> float:
         return _invert(self.current, i)
@@ -260,12 +375,16 @@ class SomaDut:
                  self.limit_a)
 
     def read(self, v: float) -> float:
+        """The current with read noise; at the compliance exactly the limit, so the SMU sees
+        the clamp (noise must not pull a clamped reading below the limit and hide the trip)."""
         _, i = iv_sweep(self.array, np.array([v]), self.limit_a)
         i = float(i[0, 0])
         sigma = self.array.params.read_noise_rel
         if sigma:
-            i *= 1.0 + sigma * float(rng.normal(self.array.keys, SOMA_READ_STREAM, self.reads)[0])
-            self.reads += 1
+            noise = float(rng.normal(self.array.keys, SOMA_READ_STREAM, self.reads)[0])
+            self.reads += 1  # one draw per reading, used or not: the stream stays aligned
+            if abs(i) < self.limit_a * (1 - 1e-9):
+                i *= 1.0 + sigma * noise
         return i
 
     def voltage_at(self, i: float) -> float:

@@ -675,7 +675,9 @@ class Command:
 
     def arg(self, index: int = 0) -> str:
         """Raw text of parameter ``index``; -109 when missing."""
-        args = self.args
+        args = self._args
+        if args is None:
+            args = self.args
         if index >= len(args) or not args[index]:
             raise ScpiError(-109)
         return args[index]
@@ -745,6 +747,15 @@ def _fill_shape(template: tuple[tuple[Any, ...], ...], numbers: list[str]) -> tu
     return tuple(steps)
 
 
+def _reply_unit(result: Any) -> bytes:
+    """A handler's reply as bytes (``str`` and others by their text), as ``_run_plan`` joins."""
+    if type(result) is bytes:
+        return result
+    if isinstance(result, (bytes, bytearray)):
+        return bytes(result)
+    return str(result).encode("latin-1", "replace")
+
+
 def _fill(text: str, values: list[str]) -> str:
     if len(values) == 1 and text == _SLOT:
         return values[0]
@@ -812,9 +823,10 @@ class ScpiInstrument:
     _scpi_plans: ClassVar[dict[str | bytes, tuple[tuple[Any, ...], ...]]] = {}
     #: message shape (numbers replaced by a NUL) -> steps whose raw/args hold NUL slots.
     _scpi_shapes: ClassVar[dict[bytes, tuple[tuple[Any, ...], ...]]] = {}
-    #: the latest one-number shapes (text before, text after, steps, index of the step that is
-    #: just the number), newest first.
-    _scpi_single: ClassVar[list[tuple[bytes, bytes, tuple[tuple[Any, ...], ...], int]]] = []
+    #: the latest one-number shapes, newest first: (text before, text after, their lengths,
+    #: steps, index of the step that is just the number, (handler, header, suffixes) of that
+    #: step when it is the only one).
+    _scpi_single: ClassVar[list[tuple[Any, ...]]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -924,33 +936,46 @@ class ScpiInstrument:
             plan = self._scpi_plans.get(message)
         except TypeError:  # bytearray
             plan = None
-        if plan is None:
-            if type(message) is not bytes or b"#" in message:  # block headers are numbers too
-                return self._handle_parse(message)
-            for head, tail, template, i in self._scpi_single:  # one-number shapes, newest first
-                if message.startswith(head) and message.endswith(tail):
-                    number = message[len(head):len(message) - len(tail)]
-                    if _BARE_FULL.fullmatch(number) is not None:
-                        text = number.decode("latin-1")
-                        if i < 0:
-                            return self._run_plan(_fill_shape(template, [text]))
-                        func, key, suffixes, _raw, _args, path = template[i]
-                        return self._run_plan((*template[:i], (func, key, suffixes, text, (text,),
-                                                               path), *template[i + 1:]))
-            pieces = _BARE_NUMBER.split(message)  # text, number, text, ..., text
-            if len(pieces) == 1:
-                return self._handle_parse(message)
-            shape = b"\0".join(pieces[::2])
-            template = self._scpi_shapes.get(shape)
-            if template is None:
-                reply = self._handle_parse(message)
-                self._learn_shape(message, shape, pieces[1::2])
-                return reply
-            plan = _fill_shape(template, [n.decode("latin-1") for n in pieces[1::2]])
-            plans = self._scpi_plans
-            if len(plans) >= _CACHE_LIMIT:
-                plans.clear()
-            plans[message] = plan
+        if plan is not None:
+            return self._run_plan(plan)
+        # block headers are numbers too (0x23 is "#": an int test is much cheaper on bytes)
+        if type(message) is not bytes or 0x23 in message:
+            return self._handle_parse(message)
+        # one-number shapes, newest first
+        for head, tail, start, cut, template, i, one in self._scpi_single:
+            if message.startswith(head) and message.endswith(tail):
+                number = message[start:len(message) - cut]
+                if _BARE_FULL.fullmatch(number) is not None:
+                    text = number.decode("latin-1")
+                    if one is not None:  # the message is that one command (a sweep point)
+                        func, key, suffixes = one
+                        cmd = Command(self, key, suffixes, text)
+                        cmd._args = [text]
+                        try:
+                            result = func(self, cmd)
+                        except ScpiError as e:
+                            self.push_error(e.code, e.message)
+                            return None
+                        return None if result is None else _reply_unit(result) + self._term
+                    if i < 0:
+                        return self._run_plan(_fill_shape(template, [text]))
+                    func, key, suffixes, _raw, _args, path = template[i]
+                    return self._run_plan((*template[:i], (func, key, suffixes, text, (text,),
+                                                           path), *template[i + 1:]))
+        pieces = _BARE_NUMBER.split(message)  # text, number, text, ..., text
+        if len(pieces) == 1:
+            return self._handle_parse(message)
+        shape = b"\0".join(pieces[::2])
+        template = self._scpi_shapes.get(shape)
+        if template is None:
+            reply = self._handle_parse(message)
+            self._learn_shape(message, shape, pieces[1::2])
+            return reply
+        plan = _fill_shape(template, [n.decode("latin-1") for n in pieces[1::2]])
+        plans = self._scpi_plans
+        if len(plans) >= _CACHE_LIMIT:
+            plans.clear()
+        plans[message] = plan
         return self._run_plan(plan)
 
     def _learn_shape(self, message: bytes, shape: bytes, numbers: list[bytes]) -> None:
@@ -979,11 +1004,29 @@ class ScpiInstrument:
             # the step whose whole parameter is the number (-1: fill it the general way)
             i = next((k for k, st in enumerate(steps) if st[3] == _SLOT and st[4] == (_SLOT,)),
                      -1)
+            # a one-step shape whose parameter is the number: (handler, header, suffixes)
+            one = steps[0][:3] if i == 0 and len(steps) == 1 else None
             single = [e for e in self._scpi_single if e[:2] != (head, tail)][:7]
-            type(self)._scpi_single = [(head, tail, tuple(steps), i), *single]
+            type(self)._scpi_single = [(head, tail, len(head), len(tail), tuple(steps), i, one),
+                                       *single]
 
     def _run_plan(self, plan: tuple[tuple[Any, ...], ...]) -> bytes | None:
         """Execute prepared steps (from :meth:`handle`'s caches)."""
+        if len(plan) == 1:  # one command (a spot reading): no reply list to build
+            func, key, suffixes, raw, args, _path = plan[0]
+            cmd = Command(self, key, suffixes, raw)
+            if args is not None:
+                cmd._args = list(args)
+            try:
+                result = func(self, cmd)
+            except ScpiError as e:
+                self.push_error(e.code, e.message)
+                return None
+            if result is None:
+                return None
+            if type(result) is bytes:
+                return result + self._term
+            return _reply_unit(result) + self._term
         replies: list[bytes] = []
         for func, key, suffixes, raw, args, _path in plan:
             cmd = Command(self, key, suffixes, raw)

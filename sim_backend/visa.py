@@ -74,6 +74,24 @@ class ModelDevice:
         self._out: deque[bytes] = deque()
 
     def write(self, data: bytes) -> None:
+        """Take bytes from the host; run each complete program message on the model."""
+        eom = self.eom
+        # the usual case: one whole message with no block (0x23 is "#": an int membership test
+        # is a memchr, while ``b"#" in data`` first raises and clears a TypeError: ~10x slower)
+        if (type(data) is bytes and not self._in and data.endswith(eom)
+                and (self.tsp or 0x23 not in data)):
+            bench = self.bench
+            with bench.lock:
+                bench.host_command()
+                reply = self.model.handle(data[:-len(eom)])
+                bench.host_done()
+            if reply:
+                self._out.append(reply)
+            return
+        self._write_pieces(data)
+
+    def _write_pieces(self, data: bytes) -> None:
+        """``write`` when a message comes in pieces or holds a block (which may hold the EOM)."""
         eom = self.eom
         pending = self._in
         if pending:
@@ -234,7 +252,19 @@ class DendroSimVisaLibrary(SimVisaLibrary):
     def write(self, session, data):
         dev = getattr(self.sessions.get(session), "device", None)
         if isinstance(dev, ModelDevice):
-            dev.write(bytes(data))
+            if type(data) is not bytes:
+                data = bytes(data)
+            eom = dev.eom
+            if not dev._in and data.endswith(eom) and (dev.tsp or 0x23 not in data):
+                bench = dev.bench  # ModelDevice.write's usual case, inlined (one frame less)
+                with bench.lock:
+                    bench.host_command()
+                    reply = dev.model.handle(data[:-len(eom)])
+                    bench.host_done()
+                if reply:
+                    dev._out.append(reply)
+            else:
+                dev._write_pieces(data)
             return len(data), _SUCCESS
         return super().write(session, data)
 
@@ -266,3 +296,26 @@ class DendroSimVisaLibrary(SimVisaLibrary):
             out[0] = head[count:]
             return head[:count], _MORE
         return super().read(session, count)
+
+    def ignore_warning(self, session, *warnings_constants):
+        """pyvisa's ``ignore_warning`` (entered around every ``Resource.read``) as a plain
+        context object: the same set updates without a generator (about 1 us less per read)."""
+        return _IgnoreWarning(self._ignore_warning_in_session[session], warnings_constants)
+
+
+class _IgnoreWarning:
+    """What ``VisaLibraryBase.ignore_warning``'s generator does: add the codes on entry, remove
+    them on a normal exit (an exception leaves them in place, as the generator does)."""
+
+    __slots__ = ("codes", "ignored")
+
+    def __init__(self, ignored: set, codes: tuple) -> None:
+        self.ignored = ignored
+        self.codes = codes
+
+    def __enter__(self) -> None:
+        self.ignored.update(self.codes)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.ignored.difference_update(self.codes)

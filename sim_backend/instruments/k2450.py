@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -78,6 +79,19 @@ _ASCII_SPECS = {p: f".{p - 1 if p else 6}E" for p in range(17)}
 #: not a plain row value, e.g. UNIT or DATE); ``rel`` is the relative time.
 _ROW_PATTERNS: dict[tuple[tuple[str, ...], int], str | None] = {}
 _UNSET = object()
+
+
+#: Each range's top as ``pick_range`` tests it (``r * (1 + 1e-9)``): the smallest range that
+#: holds |x| is ``ranges[bisect_left(tops, |x|)]`` (none past the end, or for NaN).
+_I_TOPS = tuple(r * (1 + 1e-9) for r in I_RANGES)
+_V_TOPS = tuple(r * (1 + 1e-9) for r in V_RANGES)
+#: The top of the largest voltage range <= 20 V as ``pick_range`` tests it (the auto source
+#: delay is the short one up to there; ``_source_delay`` runs after every new level).
+_V_LOW_TOP = max(r for r in V_RANGES if r <= 20.0) * (1 + 1e-9)
+
+#: ``tuple.__new__``: a ``Sample`` exactly as ``Sample(...)`` makes it, without the call through
+#: the named tuple's Python-level ``__new__`` (one per spot reading).
+_new_tuple = tuple.__new__
 
 
 def _row_pattern(elements: tuple[str, ...], precision: int) -> str | None:
@@ -400,12 +414,11 @@ class Keithley2450Sim(ScpiInstrument):
             return self.src_delay[f]
         if f == "CURR":
             return AUTO_DELAY_I
-        if self.src_auto["VOLT"]:  # the voltage source range in use
-            r = pick_range(V_RANGES, ch.level_v if level_v is None else level_v)
-            rng = r if r is not None else V_RANGES[-1]
-        else:
-            rng = self.src_range["VOLT"]
-        return AUTO_DELAY_V200 if rng > 20.0 else AUTO_DELAY_V
+        if self.src_auto["VOLT"]:  # the voltage source range in use: pick_range(V_RANGES, level)
+            # is above 20 V (or None: the top range) exactly when |level| is above _V_LOW_TOP
+            x = ch.level_v if level_v is None else level_v
+            return AUTO_DELAY_V if abs(x) <= _V_LOW_TOP else AUTO_DELAY_V200
+        return AUTO_DELAY_V200 if self.src_range["VOLT"] > 20.0 else AUTO_DELAY_V
 
     def _buffer(self, cmd: Command, index: int) -> tuple[str, _Buffer]:
         name = cmd.string(index) if cmd.has(index) else "defbuffer1"
@@ -445,9 +458,12 @@ class Keithley2450Sim(ScpiInstrument):
             value = s.i_a if sense == 0 else s.v_v
             name = "CURR" if sense == 0 else "VOLT"
             if self.meas_auto[name]:
-                r = pick_range(I_RANGES if sense == 0 else V_RANGES, value)
-                if r is not None:
-                    self.meas_range[name] = r
+                # pick_range(ranges, value), by bisecting the tops it tests (no Python loop)
+                ranges, tops = (I_RANGES, _I_TOPS) if sense == 0 else (V_RANGES, _V_TOPS)
+                a = abs(value)
+                k = bisect_left(tops, a)
+                if k < len(ranges) and a == a:  # (NaN fits no range)
+                    self.meas_range[name] = ranges[k]
             elif abs(value) > self.meas_range[name] * 1.05:
                 value, stat = OVERFLOW, STAT_FRONT | STAT_QUESTIONABLE
         func = ch.func
@@ -481,7 +497,13 @@ class Keithley2450Sim(ScpiInstrument):
             buf.extend(rows)
             return rows[-1]
         if n == 1:
-            row = self._record(ch.measure(aperture), level)
+            if ch.output and ch.func == "VOLT":  # ch.measure, inlined for the voltage source
+                bench = ch.bench
+                t0 = bench.now_s
+                i, v, tripped, _t = bench.measure(ch.terminal, aperture, ch.ilim)
+                row = self._record(_new_tuple(Sample, (i, v, tripped, t0)), level)
+            else:
+                row = self._record(ch.measure(aperture), level)
             buf.append(row)
             return row
         rows = [self._record(ch.measure(aperture), level) for _ in range(n)]
@@ -735,7 +757,7 @@ class Keithley2450Sim(ScpiInstrument):
     @scpi(":SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", nargs=1)
     @scpi(":SOURce[1]:CURRent[:LEVel][:IMMediate][:AMPLitude]", nargs=1)
     def _level(self, cmd: Command) -> None:
-        func = _fn(cmd)
+        func = "CURR" if ":CURR" in cmd.header else "VOLT"  # _fn(cmd) for these two headers
         top = V_MAX if func == "VOLT" else I_MAX
         value = parse_number(cmd.arg(0), minimum=-top, maximum=top, default=0.0)
         if abs(value) > top or (
@@ -1176,7 +1198,12 @@ class Keithley2450Sim(ScpiInstrument):
             buf = self.buffers.get("defbuffer1")
             if buf is None:
                 raise ScpiError(-224, "Illegal parameter value")
-            elements = _READ_ONLY
+            row = self._take(self.count, buf)
+            if self.form == "ASC":  # _reply_row's spot-reading case, inlined
+                spec = _ASCII_SPECS.get(self.precision)
+                if spec is not None:
+                    return format(row[0], spec).encode()
+            return self._reply_row(buf, row, _READ_ONLY)
         row = self._take(self.count, buf)
         return self._reply_row(buf, row, elements)
 

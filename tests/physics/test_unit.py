@@ -1,4 +1,5 @@
-"""Dendrite-soma unit (exponential-Euler stepper): validation items U1, U2, S3 (stepper)."""
+"""Dendrite-soma unit: validation items U1 (default exp2 method), U2 (stepper halving, exp2
+against it), S3 (both methods); see also test_unit_exp2.py."""
 
 from __future__ import annotations
 
@@ -53,7 +54,17 @@ def half_step():
     for row, count in enumerate(U2_PULSES):
         dt[row, 2 * count:] = 0.0
     unit = make_unit(len(U2_ROWS))
-    return unit.run(Waveform(wave.v, dt), h=CIRCUIT.unit_step_s / 2)
+    return unit.run(Waveform(wave.v, dt), h=CIRCUIT.unit_step_s / 2, method="stepper")
+
+
+@pytest.fixture(scope="module")
+def full_step():
+    """The same runs with the stepper at h (U2 proper: halving h)."""
+    wave = train(AMPS[U2_ROWS], GAPS[U2_ROWS])
+    dt = wave.dt.copy()
+    for row, count in enumerate(U2_PULSES):
+        dt[row, 2 * count:] = 0.0
+    return make_unit(len(U2_ROWS)).run(Waveform(wave.v, dt), method="stepper")
 
 
 def first_pulse(rec):
@@ -97,40 +108,50 @@ def test_U1_without_series_soma_the_dendrite_sees_the_full_input(standard):
 
 
 # ------------------------------------------------------------------ U2
-def test_U2_halving_h_changes_little(standard, half_step):
+def test_U2_halving_h_changes_little(full_step, half_step):
+    a, b = full_step, half_step
+    assert np.max(np.abs(a.counts - b.counts)) <= 1
+    assert b.total()[2] > 10
+    ta, tb = a.first_spike_time(), b.first_spike_time()
+    assert np.all(np.isfinite(ta)) and np.all(np.isfinite(tb))
+    assert np.max(np.abs(ta / tb - 1)) < 0.01
+
+
+def test_U2_exp2_agrees_with_the_half_step_stepper(standard, half_step):
+    """The default method against the stepper at h / 2, tighter than U2's own bounds."""
     a = standard[1]
-    b = half_step
     counts_a = a.counts[U2_ROWS].copy()
     for row, count in enumerate(U2_PULSES):
         counts_a[row, 2 * count:] = 0
-    assert np.max(np.abs(counts_a - b.counts)) <= 1
-    assert b.total()[2] > 10
-    ta, tb = a.first_spike_time()[U2_ROWS], b.first_spike_time()
-    assert np.all(np.isfinite(ta)) and np.all(np.isfinite(tb))
-    assert np.max(np.abs(ta / tb - 1)) < 0.01
+    assert np.max(np.abs(counts_a - half_step.counts)) <= 1
+    ta, tb = a.first_spike_time()[U2_ROWS], half_step.first_spike_time()
+    assert np.max(np.abs(ta / tb - 1)) < 0.002
 
 
 def test_U2_adaptive_steps_agree_with_fixed_steps():
     amps, gaps = np.array([5.5, 5.75]), np.array([100e-6, 100e-6])
     wave = train(amps, gaps, count=3)
-    fixed = make_unit(2).run(wave, adaptive=False)
-    adaptive = make_unit(2).run(wave)
-    tangent = make_unit(2).run(wave, coupling="tangent")
-    for rec in (adaptive, tangent):
+    fixed = make_unit(2).run(wave, adaptive=False, method="stepper")
+    adaptive = make_unit(2).run(wave, method="stepper")
+    tangent = make_unit(2).run(wave, coupling="tangent", method="stepper")
+    exp2 = make_unit(2).run(wave)
+    for rec in (adaptive, tangent, exp2):
         assert np.max(np.abs(rec.counts - fixed.counts)) <= 1
         assert rec.first_spike_time() == pytest.approx(fixed.first_spike_time(), rel=0.005)
 
 
 # ------------------------------------------------------------------ S3 (stepper) and numerics
-def test_S3_unit_stepper_with_resistor_dendrite_matches_analytic_period():
+@pytest.mark.parametrize(("method", "rel"), [("stepper", 0.01), ("exp2", 1e-4)])
+def test_S3_unit_with_resistor_dendrite_matches_analytic_period(method, rel):
+    """A linear dendrite makes the frozen model exact: exp2 meets the period to 1e-4."""
     volts = np.array([2.0, 3.0, 5.0])
     unit = make_unit(3, dend=RESISTOR)
-    rec = unit.run(Waveform(volts[:, None], np.array([1e-3])))
+    rec = unit.run(Waveform(volts[:, None], np.array([1e-3])), method=method)
     period = analytic_period(volts, SOMA, CIRCUIT)
     for j in range(3):
         isi = np.diff(rec.times(j))
         assert isi.size >= 8
-        assert np.max(np.abs(isi / period[j] - 1)) < 0.01
+        assert np.max(np.abs(isi / period[j] - 1)) < rel
     assert np.allclose(unit.dendrite.w, 0.0)
 
 
@@ -178,6 +199,12 @@ def test_unit_rejects_bad_arguments():
         unit.run(dc(1.0, 1e-6), coupling="bogus")
     with pytest.raises(ParameterError, match="sub-step"):
         unit.run(dc(1.0, 1e-6), h=0.0)
+    with pytest.raises(ParameterError, match="method"):
+        unit.run(dc(1.0, 1e-6), method="rk4")
+    with pytest.raises(ParameterError, match="kernel"):
+        unit.run(dc(1.0, 1e-6), kernel="gpu")
+    with pytest.raises(ParameterError, match="tol"):
+        unit.run(dc(1.0, 1e-6), tol=0.0)
 
 
 def test_unit_measurement_currents():

@@ -95,6 +95,19 @@ def test_unit_input_reads_as_an_integrating_adc_and_rises_when_the_soma_fires():
     assert len(b.device("u").spike_times) > 0
 
 
+def test_a_noisy_soma_in_compliance_always_reports_the_trip():
+    """Read noise must not pull a clamped reading below the limit and hide the compliance."""
+    b = Bench({"seed": 3, "noise": True, "devices": {"s": {"kind": "soma"}},
+               "wiring": {"k/1": "s"}})
+    soma = load_models().soma
+    b.source("k/1", soma.v_th_v + 0.3)
+    readings = [b.measure("k/1", 1e-3, limit_a=1e-4) for _ in range(50)]
+    assert all(r.tripped and r.i_a == 1e-4 for r in readings)
+    b.source("k/1", 0.1)                  # below V_hold, well under the limit: noisy, no trip
+    low = [b.measure("k/1", 1e-3, limit_a=1e-4) for _ in range(20)]
+    assert not any(r.tripped for r in low) and len({r.i_a for r in low}) > 1
+
+
 def test_soma_threshold_switching_with_hysteresis():
     b = bench({"s": {"kind": "soma"}}, {"k/1": "s"})
     soma = load_models().soma
