@@ -169,7 +169,14 @@ class DendriteDut:
         self._pull()
 
     def drive(self, wave: Waveform) -> None:
-        """Apply a whole PWC waveform (pulse trains): the batch engine, one call."""
+        """Apply a whole PWC waveform (pulse trains): segment by segment on the scalar path
+        (the same exact update as the batch engine's shared segments, without numpy per
+        segment), else the batch engine in one call."""
+        if self.scalar and wave.v.ndim == 1 and wave.dt.ndim == 1:
+            hold = self.hold
+            for v, dt in zip(wave.v.tolist(), wave.dt.tolist(), strict=True):
+                hold(v, dt)
+            return
         self._batch(lambda a: a.run(wave))
 
     def current(self, v: float) -> float:
