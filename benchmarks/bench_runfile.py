@@ -1,7 +1,9 @@
-"""Run-file writer speed and crash durability: ``python benchmarks/bench_runfile.py [--kills N]``.
+"""Run-file writer speed, size and crash durability: ``python benchmarks/bench_runfile.py
+[--kills N]``.
 
 Targets: >= 1 M points/s for 10^6 float64 points in 10^4-point blocks flushed per block; a few us
-per appended point; a kill -9 anywhere leaves a plain-h5py-readable file (<= 1 block lost).
+per appended point; <= 64 KiB of fixed overhead for a small run (built-in `read` and `iv-sweep`
+on @dendrosim); a kill -9 anywhere leaves a plain-h5py-readable file (<= 1 block lost).
 """
 
 from __future__ import annotations
@@ -95,6 +97,20 @@ def small_steps(folder: Path, n_steps: int = 2000) -> tuple[float, float]:
     return t1 - t0, (t2 - t1) / n_steps * 1e3
 
 
+def small_run_sizes(folder: Path) -> dict[str, dict[str, int]]:
+    """Bytes of the built-in small runs on the packaged simulated bench: file, payload, overhead
+    (docs/runfile.md, File size)."""
+    from dendrolab.cli import _sim_bench
+    from protocols.runfile_reader import size_report
+    from protocols.runner import run_protocol
+
+    out = {}
+    for protocol in ("read", "iv-sweep"):
+        path = run_protocol(protocol, _sim_bench(), folder / f"size_{protocol}.h5")
+        out[protocol] = size_report(path)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kills", type=int, default=20, help="kill -9 cycles (0 to skip)")
@@ -115,7 +131,12 @@ def main() -> None:
                   f"{append_cost(folder, mbs):.2f} us per appended point")
         create_s, per_step_ms = small_steps(folder)
         print(f"2000 tiny steps (3 points each): layout created in {create_s:.2f} s, "
-              f"{per_step_ms:.2f} ms per step (begin, write, end: 4 journalled flushes)")
+              f"{per_step_ms:.2f} ms per step (begin, write, end: 4 journalled flushes); file "
+              f"{(folder / 'small.h5').stat().st_size / 1e6:.2f} MB")
+        for protocol, rep in small_run_sizes(folder).items():
+            print(f"small run `{protocol}` on @dendrosim: file {rep['file']:,} B = payload "
+                  f"{rep['payload']:,} B + fixed overhead {rep['overhead']:,} B "
+                  f"(target <= {64 * 1024:,})")
         if args.kills:
             from tests.protocols.crash_writer import kill_loop
 

@@ -6,23 +6,48 @@ Heavy modules (numpy, h5py, pyvisa, the simulator) are imported inside commands 
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import sys
 from pathlib import Path
 
 import click
 
 from dendrolab import __version__
-from dendrolab.errors import DendrolabError
+from dendrolab.errors import MESSAGE_MAX, DendrolabError, ParameterError, RunFileError, clip
+
+
+def _one_line(message: str) -> str:
+    """The last guard on what reaches stderr: one line, at most ``MESSAGE_MAX`` characters."""
+    return clip(" ".join(line.strip() for line in message.splitlines()), MESSAGE_MAX)
+
+
+def _os_message(exc: OSError) -> str:
+    """A file-system refusal as ``path: reason`` (the path clipped)."""
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
+    name = exc.filename
+    if name is None or name == "":
+        return reason
+    text = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+    return f"{clip(text, 120)}: {reason}"
 
 
 class _Group(click.Group):
-    """Turns our own errors into a one-line message and exit code 2, never a traceback."""
+    """Turns our own errors, and the file system's refusals, into one line and exit code 2.
+
+    Paths are checked where they are used; ``OSError`` here is the guard for a path refused
+    somewhere else (a name too long, a file where a directory should be): never a traceback.
+    """
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except DendrolabError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(str(exc))}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            click.echo(f"error: {_one_line(_os_message(exc))}", err=True)
             sys.exit(2)
 
 
@@ -49,9 +74,16 @@ def _bench_option(f):
                         help="Bench file: roles -> VISA addresses and the VISA library.")(f)
 
 
-def _resolve_bench(bench_path: Path | None, sim: bool, required: bool = True) -> Path | None:
-    from dendrolab.errors import ParameterError
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but a path the file system refuses is a one-line error."""
+    try:
+        return path.is_file()
+    except OSError as exc:  # e.g. ENAMETOOLONG (is_file only swallows "does not exist")
+        raise ParameterError(f"{clip(str(path), 120)}: cannot use this path "
+                             f"({exc.strerror or exc})") from None
 
+
+def _resolve_bench(bench_path: Path | None, sim: bool, required: bool = True) -> Path | None:
     if bench_path is not None and sim:
         raise ParameterError("give either --bench FILE or --sim, not both")
     if sim:
@@ -59,8 +91,8 @@ def _resolve_bench(bench_path: Path | None, sim: bool, required: bool = True) ->
     if bench_path is None and required:
         raise ParameterError("no bench: give --bench FILE (your instruments) or --sim "
                              "(the simulated bench)")
-    if bench_path is not None and not bench_path.is_file():
-        raise ParameterError(f"{bench_path}: no such bench file")
+    if bench_path is not None and not _is_file(bench_path):
+        raise ParameterError(f"{clip(str(bench_path), 120)}: no such bench file")
     return bench_path
 
 
@@ -99,6 +131,82 @@ def check(protocol: str, bench_path: Path | None, sim: bool, device: str | None,
         return
     for line in plan.summary():
         click.echo(line)
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError, AttributeError):
+        return default
+    return value if value and value > 0 else default
+
+
+def check_out_path(path: Path) -> None:
+    """Everything about a run file's path that can be known without writing, before any I/O.
+
+    Each name fits the file system, the whole path fits ``PATH_MAX``, no ancestor is a file, the
+    nearest existing ancestor is a directory we may write in (missing ones are created later),
+    and the file does not exist yet (runs are never overwritten). Raises ``RunFileError``.
+    The runner checks again, by writing a probe, when it has the final path.
+    """
+    where = clip(str(path), 120)
+    if not path.name or path.name in (".", ".."):
+        raise RunFileError(f"{where}: give a file name for the run file, e.g. run.h5")
+    absolute = Path(os.path.abspath(path))
+    existing = next((p for p in absolute.parents if _exists(p)), Path(absolute.anchor))
+    name_max = _pathconf(existing, "PC_NAME_MAX", 255)
+    for part in absolute.parts[1:]:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            what = ("file name" if part == absolute.name else
+                    f"directory name {clip(part, 40)!r}")
+            raise RunFileError(f"{where}: the {what} is {size} bytes; this file system allows "
+                               f"at most {name_max}")
+    path_max = _pathconf(existing, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(str(absolute))) >= path_max:
+        raise RunFileError(f"{where}: the path is {len(os.fsencode(str(absolute)))} bytes; at "
+                           f"most {path_max - 1}")
+    for ancestor in path.parents if not path.is_absolute() else absolute.parents:
+        mode = _mode(ancestor)
+        if mode is None:
+            continue  # missing: created later (unless a higher ancestor is a file)
+        if not stat.S_ISDIR(mode):
+            raise RunFileError(f"{where}: {clip(str(ancestor), 120)} is a file, not a directory")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise RunFileError(f"{where}: cannot write in {clip(str(ancestor), 120)} "
+                               "(permission denied)")
+        break
+    mode = _mode(path)
+    if mode is not None:
+        what = "is a directory" if stat.S_ISDIR(mode) else "already exists"
+        raise RunFileError(f"{where} {what}; choose another name (runs are never overwritten; "
+                           "`dendrolab resume` continues an unfinished one)")
+
+
+def _mode(path: Path) -> int | None:
+    """``lstat`` mode, or None if nothing is there (or a parent is not a directory)."""
+    try:
+        return os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise RunFileError(f"{clip(str(path), 120)}: cannot use this path "
+                           f"({exc.strerror or exc})") from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return _mode(path) is not None
+    except RunFileError:  # e.g. a name too long: reported by the name check
+        return False
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFileError(f"{clip(str(path), 120)}: cannot create its directory "
+                           f"({exc.strerror or exc})") from None
 
 
 class _PlanProgress:
@@ -142,6 +250,8 @@ def run(protocol: str, bench_path: Path | None, sim: bool, out_path: Path | None
     """
     import time as _time
 
+    if out_path is not None:
+        check_out_path(out_path)  # before the protocol, the bench or any instrument
     from protocols.runner import RunInfo, run_protocol
 
     bench = _resolve_bench(bench_path, sim)
@@ -150,7 +260,8 @@ def run(protocol: str, bench_path: Path | None, sim: bool, out_path: Path | None
         info.operator = operator
     def choose_out(plan) -> Path:
         path = out_path or Path("runs") / f"{plan.protocol}-{_time.strftime('%Y%m%d-%H%M%S')}.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_out_path(path)
+        _make_parent(path)
         return path
 
     bar = _PlanProgress()

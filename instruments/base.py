@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 # How many entries we read from an error queue before we stop trusting it (a broken instrument
 # that never answers "0" must not hang the driver).
 MAX_ERROR_DRAIN = 64
+#: ``Instrument.resync``: verification rounds, replies dropped per round, read timeout meanwhile.
+RESYNC_ATTEMPTS = 3
+MAX_STALE_REPLIES = 16
+DRAIN_TIMEOUT_MS = 100.0
 
 
 class CapabilityError(ParameterError):
@@ -385,6 +389,79 @@ class Instrument:
     def _after_config(self) -> None:
         if self.auto_check_errors:
             self.check_errors()
+
+    # --- resynchronisation -----------------------------------------------------------------
+
+    def resync(self, attempts: int = RESYNC_ATTEMPTS) -> bool:
+        """Bring the session back to a known message state and prove it; never raises.
+
+        A query cut between its write and its read (Ctrl-C, SIGTERM, an exception) leaves the
+        reply queued, and every later query would read the answer one behind. This sends a VISA
+        device clear (``viClear``: IEEE 488.2 device clear empties the input and output queues
+        and leaves settings alone; GPIB SDC, USBTMC INITIATE_CLEAR, VXI-11 device_clear), then
+        checks that ``*IDN?`` answers this instrument's identity and ``*OPC?`` answers 1 (both
+        IEEE 488.2 common commands). Any single stale reply makes one of the two answers wrong;
+        then queued replies are read off with a short timeout (raw sockets may not support a
+        device clear) and the check repeats. Returns True once verified.
+        """
+        for attempt in range(max(1, attempts)):
+            clear = getattr(self.resource, "clear", None) if attempt == 0 else None
+            if clear is not None:
+                self._best_effort_io(clear)
+            else:
+                self._drain_replies()
+            try:
+                if self._proves_in_step():
+                    return True
+            except Exception as exc:  # a timeout or garbage: drain and ask again
+                log.debug("%s: resync check %d failed: %s", self._where(), attempt + 1, exc)
+        log.warning("%s: could not resynchronise the session after %d attempt(s)",
+                    self._where(), max(1, attempts))
+        return False
+
+    def _proves_in_step(self) -> bool:
+        """The check ``resync`` makes after a clear or drain (a family without ``*OPC?``
+        overrides this): ``*IDN?`` answers this instrument and ``*OPC?`` answers 1."""
+        return self._answers_identity(self._query("*IDN?")) and parse_bool(self._query("*OPC?"))
+
+    def _best_effort_io(self, action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # not every resource or interface supports it
+            log.debug("%s: %s: %s", self._where(), getattr(action, "__name__", action), exc)
+
+    def _drain_replies(self) -> int:
+        """Read and drop queued replies until the instrument has none (a short read timeout)."""
+        read = getattr(self.resource, "read", None)
+        if read is None:
+            return 0
+        old = getattr(self.resource, "timeout", None)
+        dropped = 0
+        try:
+            if isinstance(old, (int, float)):
+                self.resource.timeout = min(old, DRAIN_TIMEOUT_MS)
+            for _ in range(MAX_STALE_REPLIES):
+                reply = read()
+                dropped += 1
+                log.debug("%s: dropped stale reply %.80r", self._where(), reply)
+        except Exception:  # the timeout that says the queue is empty
+            pass
+        finally:
+            if isinstance(old, (int, float)):
+                with contextlib.suppress(Exception):
+                    self.resource.timeout = old
+        return dropped
+
+    def _answers_identity(self, reply: str) -> bool:
+        """True if ``reply`` is this instrument's ``*IDN?`` (any IDN before identification)."""
+        try:
+            vendor, model_field, serial, _ = split_idn(reply)
+        except InstrumentError:
+            return False
+        if self.identity is None:
+            return self.spec.match(model_field) is not None
+        return (vendor == self.identity.vendor and serial == self.identity.serial
+                and self.spec.match(model_field) == self.identity.model)
 
     # --- safety and snapshots --------------------------------------------------------------
 

@@ -230,8 +230,26 @@ class InstrumentSet:
             options=rc.options,
         )
 
+    def resync(self) -> dict[str, bool]:
+        """Each open session back to a known message state (``Instrument.resync``), once per
+        resource; returns address -> verified. Never raises."""
+        done: dict[str, bool] = {}
+        seen: set[int] = set()
+        for role, driver in self._drivers.items():
+            if id(driver.resource) in seen:  # two channels of one instrument share a session
+                continue
+            seen.add(id(driver.resource))
+            try:
+                done[driver.address] = driver.resync()
+            except Exception as exc:  # resync should not raise; a bug must not stop teardown
+                log.warning("role %r: resync failed: %s", role, exc)
+                done[driver.address] = False
+        return done
+
     def safe_state(self) -> None:
-        """Every instrument to its safe state (each one best effort, never raises)."""
+        """Every session resynchronised, then every instrument to its safe state (each one best
+        effort, never raises): a query cut by a signal must not shift the safe-state replies."""
+        self.resync()
         for role, driver in self._drivers.items():
             try:
                 driver.safe_state()

@@ -16,6 +16,7 @@ from pyvisa.errors import Error as VisaError
 
 from dendrolab.errors import InstrumentError, ParameterError
 from instruments.base import Identity, Instrument, ModelSpec, UserLimits, split_idn
+from instruments.prober import PROBER_MODELS, Prober
 from instruments.pulse import PULSE_MODELS, PulseGenerator
 from instruments.smu import SMU_MODELS, Smu
 from instruments.switch import SWITCH_MODELS, SwitchMatrix
@@ -25,6 +26,7 @@ MODEL_TABLE: tuple[tuple[type[Instrument], ModelSpec], ...] = (
     *((Smu, spec) for spec in SMU_MODELS),
     *((PulseGenerator, spec) for spec in PULSE_MODELS),
     *((SwitchMatrix, spec) for spec in SWITCH_MODELS),
+    *((Prober, spec) for spec in PROBER_MODELS),
 )
 
 

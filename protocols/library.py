@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dendrolab.errors import ProtocolError
+from dendrolab.errors import ProtocolError, clip, show
 from protocols.schema import Protocol, load_protocol
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -34,9 +34,9 @@ def builtin_names() -> list[str]:
 def builtin_path(name: str) -> Path:
     """The file of a built-in protocol; an unknown name lists the known ones."""
     path = BUILTIN_DIR / f"{name}.yaml"
-    if not name or "/" in name or "\\" in name or not path.is_file():
+    if not name or len(name) > 100 or "/" in name or "\\" in name or not path.is_file():
         raise ProtocolError(
-            f"no built-in protocol {name!r}; built-ins: {', '.join(builtin_names())}"
+            f"no built-in protocol {show(name)}; built-ins: {', '.join(builtin_names())}"
         )
     return path
 
@@ -56,13 +56,22 @@ def list_builtins() -> list[BuiltinInfo]:
 
 
 def resolve_protocol(ref: str | os.PathLike[str]) -> Protocol:
-    """A protocol from a file path, or else from a built-in name (``dendrolab check NAME``)."""
+    """A protocol from a file path, or else from a built-in name (``dendrolab check NAME``).
+
+    A path the file system refuses (a name too long, a file used as a directory, no permission)
+    is a one-line ``ProtocolError`` with the path clipped, never an ``OSError``.
+    """
     path = Path(ref)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. ENAMETOOLONG: is_file() only swallows "does not exist"
+        raise ProtocolError(f"{clip(str(ref), 120)}: cannot use this protocol path "
+                            f"({exc.strerror or exc})") from None
+    if is_file:
         return load_protocol(path)
     if isinstance(ref, str) and ref in builtin_names():
         return load_builtin(ref)
     raise ProtocolError(
-        f"{ref}: no such protocol file, and not a built-in name; built-ins: "
+        f"{clip(str(ref), 120)}: no such protocol file, and not a built-in name; built-ins: "
         f"{', '.join(builtin_names())}"
     )

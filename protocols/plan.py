@@ -6,6 +6,7 @@ limits come from the driver model tables in ``instruments``, looked up by the be
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dendrolab.errors import ProtocolError
+from dendrolab.errors import ProtocolError, clip, show
 from instruments.base import UserLimits
 from instruments.factory import lookup_model
 from protocols.schema import (
@@ -53,7 +54,10 @@ ACTIONS = (
 )
 CAPABILITY = {"smu": "smu", "pulse": "pulse", "matrix": "matrix"}  # action prefix -> driver kind
 
-MAX_STEPS = 1_000_000  # plan steps after loop expansion
+# Plan steps after loop expansion. A step is a Python object, a journal entry and an HDF5 group in
+# the run file: 10^6 of them took 1.5 GB and 16-45 s only to check; 10^5 check in under 2 s and
+# about 130 MB. Many repetitions belong inside one step (``count``, ``cycles``, a sweep's points).
+MAX_STEPS = 100_000
 MAX_POINTS_PER_STEP = 1_000_000  # recorded points (or sweep levels) of one step
 MAX_TOTAL_POINTS = 100_000_000  # recorded points of a whole plan
 MAX_ARB_SAMPLES = 16_000_000  # arbitrary-waveform samples when the model is unknown
@@ -62,6 +66,8 @@ LINE_FREQUENCY_HZ = 50.0  # 50 Hz gives the longer NPLC time: conservative for t
 POINT_OVERHEAD_S = 1e-3  # per-measurement overhead when the model is unknown
 HOST_STEP_S = 1e-3  # estimated host time of a configuration step (setup, route, off)
 RECORD_DTYPE = "float64"
+
+LoopValue = int | float | str  # a loop variable's value as the protocol gives it
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,6 +131,7 @@ class PlanStep:
     start_s: float = 0.0
     line: int | None = None
     field: str | None = None
+    loop_vars: Mapping[str, LoopValue] = dataclasses.field(default_factory=dict)
 
     def executed(self) -> dict[str, Any]:
         """What the runner does (hashed): no estimates, no file positions."""
@@ -150,6 +157,7 @@ class PlanStep:
             energy_j=self.energy_j,
             line=self.line,
             field=self.field,
+            loop_vars=dict(self.loop_vars),
         )
         return out
 
@@ -172,7 +180,19 @@ class PlanStep:
             start_s=float(data.get("start_s", 0.0)),
             line=data.get("line"),
             field=data.get("field"),
+            loop_vars=_loop_vars(data.get("loop_vars", {})),
         )
+
+
+def _loop_vars(data: Any) -> dict[str, LoopValue]:
+    """Loop variables read back from JSON (absent in plans written before they existed)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"loop_vars must be a mapping, got {show(data)}")
+    for key, value in data.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(
+                value, (int, float, str)):
+            raise ValueError(f"loop_vars {show(key)}: {show(value)} is not a number or text")
+    return dict(data)
 
 
 def _canonical(obj: Any) -> str:
@@ -180,8 +200,19 @@ def _canonical(obj: Any) -> str:
 
 
 def steps_hash(steps: Sequence[PlanStep]) -> str:
-    """sha256 of the canonical JSON of what the steps execute (not of estimates or lines)."""
-    return hashlib.sha256(_canonical([s.executed() for s in steps]).encode()).hexdigest()
+    """sha256 of the canonical JSON of what the steps execute (not of estimates or lines).
+
+    Hashed step by step: the same digest as hashing the JSON list at once, without building it.
+    ``loop_vars`` are not hashed: they label a step (as its name, which is hashed, already does)
+    but change nothing it executes, and plans written before they existed still verify.
+    """
+    digest = hashlib.sha256(b"[")
+    sep = b""
+    for s in steps:
+        digest.update(sep + _canonical(s.executed()).encode())
+        sep = b","
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -255,7 +286,7 @@ class Plan:
                 warnings=tuple(data["warnings"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProtocolError(f"not a valid plan JSON: {exc}") from None
+            raise ProtocolError(f"not a valid plan JSON: {clip(str(exc), 200)}") from None
         if steps_hash(steps) != plan.hash:
             raise ProtocolError("plan JSON was modified: its steps do not match its hash")
         return plan
@@ -405,7 +436,7 @@ def compile_protocol(
     if line_frequency_hz not in (50.0, 60.0):
         raise ProtocolError(f"line_frequency_hz must be 50 or 60, got {line_frequency_hz}")
     if device is not None and not DEVICE_ID.fullmatch(device):
-        raise ProtocolError(f"device id {device!r} must match {DEVICE_ID.pattern}")
+        raise ProtocolError(f"device id {show(device)} must match {DEVICE_ID.pattern}")
     return _Compiler(protocol, bench_roles, device, max_steps, line_frequency_hz).run()
 
 
@@ -414,6 +445,41 @@ def check_file(
 ) -> Plan:
     """Load, validate and compile one protocol file (what ``dendrolab check FILE`` does)."""
     return compile_protocol(load_protocol(path), bench_roles, **kw)
+
+
+class StepNames:
+    """Unique step names in linear time: a repeated name gets the first free ``#2``, ``#3``, ...
+
+    Each base name remembers the next suffix to try, so n steps sharing a name cost O(n) set
+    lookups in all (``probes`` counts them), not O(n^2). Names only accumulate, so a suffix
+    passed over once never becomes free again: the result is the same as trying 2, 3, ... anew.
+    """
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
+        self.probes = 0
+
+    def unique(self, name: str) -> str:
+        self.probes += 1
+        if name in self.taken:
+            k = self.next_suffix.get(name, 2)
+            while True:
+                self.probes += 1
+                candidate = f"{name}#{k}"
+                if candidate not in self.taken:
+                    break
+                k += 1
+            self.next_suffix[name] = k + 1
+            name = candidate
+        self.taken.add(name)
+        return name
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.taken
+
+    def __len__(self) -> int:
+        return len(self.taken)
 
 
 class _Compiler:
@@ -432,7 +498,7 @@ class _Compiler:
         self.max_steps = max_steps
         self.lf = line_frequency_hz
         self.steps: list[PlanStep] = []
-        self.names: set[str] = set()
+        self.names = StepNames()
         self.setups: dict[tuple[str, int], _Setup] = {}
         self.uses: dict[str, tuple[str, Where]] = {}
         self.energy = 0.0
@@ -448,7 +514,7 @@ class _Compiler:
     # --- errors --------------------------------------------------------------------------------
 
     def fail(self, where: Where, message: str) -> ProtocolLimitError:
-        step = f" [step {self.current[0]} {self.current[1]!r}]" if self.current else ""
+        step = f" [step {self.current[0]} {show(self.current[1], 120)}]" if self.current else ""
         return ProtocolLimitError(
             f"{where.text()}: {message}{step}",
             source=where.source,
@@ -467,9 +533,11 @@ class _Compiler:
                 raise self.fail(
                     node.where,
                     f"the plan would have {self.p.size:,} steps, more than the cap of "
-                    f"{self.max_steps:,}; this part expands to {node_size(node):,}",
+                    f"{self.max_steps:,}; this part expands to {node_size(node):,} (repeat "
+                    "inside a step instead: read count, pulses count, spike_train cycles)",
                 )
         self._expand(self.p.steps, {}, ())
+
         if self.bench is None:
             self.warnings.insert(0, "no bench information: instrument limits not checked")
         steps = tuple(self.steps)
@@ -490,14 +558,16 @@ class _Compiler:
             warnings=tuple(self.warnings),
         )
 
-    def _expand(self, nodes: Sequence[Node], env: dict[str, Any], path: tuple[str, ...]) -> None:
+    def _expand(self, nodes: Sequence[Node], env: Mapping[str, Any], path: tuple[str, ...]
+                ) -> None:
+        """Depth-first expansion; ``env`` (the loop variables, outermost first) is one shared,
+        never mutated dict per loop iteration: it becomes every step's ``loop_vars``."""
         for node in nodes:
             if isinstance(node, Loop):
                 head = (*path, node.name) if node.name else path
                 for value in node.values:
-                    env[node.var] = value
-                    self._expand(node.body, env, (*head, f"{node.var}={_label(value)}"))
-                env.pop(node.var, None)
+                    self._expand(node.body, {**env, node.var: value},
+                                 (*head, f"{node.var}={_label(value)}"))
             else:
                 self._action(node, env, path)
 
@@ -506,13 +576,7 @@ class _Compiler:
         self.current = (index, f"step {index}")
         fields = node.resolve(env)
         leaf_name = fields.get("name") or node.keyword.split(".")[0]
-        name = "/".join((*path, leaf_name))
-        if name in self.names:
-            k = 2
-            while f"{name}#{k}" in self.names:
-                k += 1
-            name = f"{name}#{k}"
-        self.names.add(name)
+        name = self.names.unique("/".join((*path, leaf_name)))
         self.current = (index, name)
         compile_leaf = getattr(self, "_c_" + node.keyword.replace(".", "_"))
         leaf: _Leaf = compile_leaf(node, fields)
@@ -534,6 +598,7 @@ class _Compiler:
             start_s=self.time,
             line=node.where.line,
             field=node.where.path,
+            loop_vars=env,
         )
         self.steps.append(step)
         self.time += leaf.duration_s
@@ -594,14 +659,15 @@ class _Compiler:
             if decl.role not in self.bench:
                 raise self.fail(decl.where, f"the bench has no role {decl.role!r} (used by "
                                             f"{node.where.path}); bench roles: "
-                                            f"{', '.join(sorted(self.bench))}")
+                                            f"{clip(', '.join(sorted(self.bench)), 300)}")
             info = self.bench[decl.role]
             self.checked_models[decl.role] = info.model
             if info.model is not None:
                 found = _lookup(info.model)
                 if found is None:
                     raise self.fail(decl.where, f"bench role {decl.role!r} has model "
-                                                f"{info.model!r}, which no driver table knows")
+                                                f"{show(info.model)}, which no driver table "
+                                                "knows")
                 driver, spec, normalised = found
                 if driver.capability != capability:
                     raise self.fail(where, f"{name!r} is bench role {decl.role!r}, a {spec.name}"
@@ -1047,7 +1113,7 @@ class _Compiler:
             rows, columns, slots = t.spec.rows, t.spec.columns, t.spec.slots
             what = f"{t.model_name()} rows {rows}"
         if len(row) != 1 or row.upper() not in rows:
-            raise self.fail(self._w(node, "row"), f"row {row!r} is not {what}")
+            raise self.fail(self._w(node, "row"), f"row {show(row)} is not {what}")
         self._range(node, "column", column, 1, columns, "", f"{t.model_name()} columns")
         if slot not in slots:
             raise self.fail(self._w(node, "slot"), f"slot {slot} not in {list(slots)[:12]}")

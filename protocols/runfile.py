@@ -34,6 +34,7 @@ from protocols.runfile_layout import (
     block_points,
     bound_metadata_cache,
     chunk_extent,
+    create_file,
     fill_value,
     group_name,
     normalise_meta,
@@ -41,6 +42,7 @@ from protocols.runfile_layout import (
     open_checked,
     pick_record,
     read_layout,
+    read_slot,
     record,
     repair_eoa,
     step_entry,
@@ -60,7 +62,7 @@ class RunWriter:
     """Owns one run file open for writing; build it with ``create`` or ``resume``."""
 
     def __init__(self, h5: h5py.File, path: Path, layout: RunLayout, fsync: bool,
-                 max_block_s: float | None) -> None:
+                 max_block_s: float | None, fresh: bool = False) -> None:
         self._h5, self.path, self.layout = h5, path, layout
         self.max_block_s = max_block_s
         bound_metadata_cache(h5)
@@ -72,8 +74,8 @@ class RunWriter:
         self._run = [int(v) for v in rec[:5]] if rec is not None else [0, 1, 0, 0, 0]
         self._events = h5["journal"].get("events")
         self._next_event = 0
-        if self._events is not None:  # after the last used slot (a torn one counts as used)
-            used = np.flatnonzero(self._events[()] != b"")
+        if self._events is not None and not fresh:  # after the last used slot (torn = used)
+            used = np.flatnonzero([raw != b"" for raw in _slots(self._events)])
             self._next_event = int(used[-1]) + 1 if used.size else 0
         self._active: StepWriter | None = None
         self._closed = False
@@ -98,7 +100,7 @@ class RunWriter:
         try:
             # libver 'earliest' keeps superblock v0: no consistency flags, so a killed writer's
             # file opens without h5clear (libver 'latest' and SWMR files refuse to).
-            with h5py.File(partial, "w", libver="earliest") as h5:
+            with create_file(partial) as h5:
                 write_layout(h5, attrs, layout, __version__)
             if fsync:
                 _fsync_path(partial)
@@ -111,7 +113,8 @@ class RunWriter:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        return cls(h5py.File(path, "r+", rdcc_nbytes=0), path, layout, fsync, max_block_s)
+        return cls(h5py.File(path, "r+", rdcc_nbytes=0), path, layout, fsync, max_block_s,
+                   fresh=True)
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], *, fsync: bool = False,
@@ -320,6 +323,14 @@ class RunWriter:
         self._sync()
         self._write_step(i, STEP_PENDING, 0, 0, 0, e.attempts, 0)
         self._sync()
+
+
+def _slots(ds: h5py.Dataset) -> list[bytes | None]:
+    """Every slot of a slot dataset; one read, or slot by slot if a kill tore a chunk (None)."""
+    try:
+        return [bytes(raw) for raw in ds[()]]
+    except (OSError, ValueError):
+        return [read_slot(ds, k) for k in range(ds.shape[0])]
 
 
 def _fsync_path(path: Path) -> None:

@@ -25,7 +25,8 @@ import numpy as np
 
 from dendrolab.errors import RunFileError
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 1: contiguous settings_after and event slots, symbol-table groups
+READABLE_VERSIONS = (1, 2)
 RUN_STATUSES = ("running", "completed", "failed", "interrupted")
 STEP_STATUSES = ("pending", "running", "done")
 RUN_CODES = {"running": 1, "completed": 2, "failed": 3, "interrupted": 4}
@@ -38,10 +39,13 @@ NFIELDS = len(STEP_FIELDS)
 STATUS_DTYPE = "S16"
 TIME_DTYPE = "S32"
 SMALL_STEP_BYTES = 64 * 1024
+SLOT_COMPRESSION = {"compression": "gzip", "compression_opts": 9}  # settings_after, event slots
+LOOP_PREFIX = "loop."
 REQUIRED_META = ("uuid", "start_time", "protocol")
 WRITER_KEYS = ("dendrolab_layout", "status", "stop_time", "protocol_sha256", "software_version",
                "json_keys")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_LOOP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # protocol identifiers may start '_'
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=\-]+")
 _NUMERIC_KINDS = "biuf"
 
@@ -62,6 +66,8 @@ class StepSpec:
 
     ``n_points`` is a capacity (storage is fixed at creation); a step may end with fewer rows.
     ``block_points`` is the flush and compression unit (default: about 256 KiB of rows).
+    ``loop_vars`` are the plan's loop variables at this step (e.g. ``{"amplitude_v": 2.0}``),
+    stored as typed attributes so analysis can group by them without parsing step names.
     """
 
     name: str
@@ -70,6 +76,7 @@ class StepSpec:
     block_points: int | None = None
     instrument: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    loop_vars: Mapping[str, int | float | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,25 @@ def _check_name(kind: str, name: str) -> None:
                            "and start with a letter or digit")
 
 
+def loop_value(step: str, name: str, value: Any) -> Any:
+    """A loop variable as an attribute value: int64, float64, bool or str; anything else raises."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return np.bool_(value)
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise RunFileError(f"step {step!r}: loop variable {name!r} = {value} does not fit "
+                               "in int64")
+        return np.int64(value)
+    if isinstance(value, float):
+        return np.float64(value)
+    if isinstance(value, str):
+        return value
+    raise RunFileError(f"step {step!r}: loop variable {name!r} is a {type(value).__name__}; "
+                       "use an int, float, bool or str")
+
+
 def validate_layout(layout: RunLayout) -> None:
     """Refuse a layout the writer could not honour, before any file is touched."""
     if layout.compression not in (None, "gzip", "lzf"):
@@ -181,6 +207,13 @@ def validate_layout(layout: RunLayout) -> None:
             raise RunFileError(f"step {step.name!r}: block_points must be >= 1")
         if not step.datasets:
             raise RunFileError(f"step {step.name!r} declares no datasets")
+        if not isinstance(step.loop_vars, Mapping):
+            raise RunFileError(f"step {step.name!r}: loop_vars must be a mapping name -> value")
+        for var, value in step.loop_vars.items():
+            if not isinstance(var, str) or not _LOOP_NAME.match(var):
+                raise RunFileError(f"step {step.name!r}: loop variable name {var!r:.80} is "
+                                   "invalid: use letters, digits, '_', '.', '-'")
+            loop_value(step.name, var, value)
         names: set[str] = set()
         for d in step.datasets:
             _check_name("dataset", d.name)
@@ -293,6 +326,36 @@ def step_groups(h5: h5py.File) -> list[str]:
     return sorted(h5["steps"], key=lambda name: int(name.split("_", 1)[0]))
 
 
+def _group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A compact ("new-style") group: its links live in its own object header, about 1 kB less
+    than a symbol-table group (B-tree node, symbol node, local heap). Creation order is tracked
+    only because that is the one switch h5py offers for the new style; the object header stays
+    version 1 (no checksum), so superblock v0 and crash behaviour are unchanged."""
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_link_creation_order(h5py.h5p.CRT_ORDER_TRACKED)
+    return h5py.Group(h5py.h5g.create(parent.id, name.encode("utf-8"), gcpl=gcpl))
+
+
+def create_file(path: str | os.PathLike[str]) -> h5py.File:
+    """A new, empty run file: superblock v0 (libver 'earliest') with a compact root group."""
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_link_creation_order(h5py.h5p.CRT_ORDER_TRACKED)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    fid = h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_EXCL, fcpl=fcpl, fapl=fapl)
+    return h5py.File(fid)
+
+
+def _slots(parent: h5py.Group, name: str, n: int, size: int) -> h5py.Dataset:
+    """``n`` write-once byte-string slots, one gzip chunk each, allocated (as compressed fill,
+    tens of bytes) at creation: unused capacity costs almost nothing on disk, and filling a slot
+    is a whole-chunk write of a fresh chunk, the one chunk write HDF5 does without reading."""
+    if n == 0:  # nothing to write, ever (event_slots=0)
+        return parent.create_dataset(name, shape=(0,), dtype=f"S{size}")
+    return parent.create_dataset(name, shape=(n,), dtype=f"S{size}", chunks=(1,),
+                                 dcpl=_early(), **SLOT_COMPRESSION)
+
+
 def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, version: str) -> None:
     """Create every group, dataset and attribute of the run; only raw bytes change afterwards."""
     root = h5.attrs
@@ -302,27 +365,30 @@ def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, versio
     root["software_version"] = version
     for key, value in attrs.items():
         root[key] = value
-    instruments = h5.create_group("instruments")
+    instruments = _group(h5, "instruments")
     for inst in layout.instruments:
-        g = instruments.create_group(inst.name)
+        g = _group(instruments, inst.name)
         g.attrs["identity"] = to_json(inst.identity)
         before = to_json(inst.settings_before).encode("utf-8")
         cap = inst.after_capacity or max(65536, 4 * len(before))
         # shape (1,), not (): h5py ignores dcpl (early allocation) for scalar datasets
         g.create_dataset("settings_before", data=np.array([before], dtype=f"S{len(before)}"))
-        after = g.create_dataset("settings_after", shape=(1,), dtype=f"S{cap}", dcpl=_early())
-        after[0] = b""  # explicit zeros: early allocation alone may hand out reused bytes
-    steps = h5.create_group("steps")
-    tails = h5.create_group("journal/tail")
+        _slots(g, "settings_after", 1, cap)
+    steps = _group(h5, "steps")
+    journal = _group(h5, "journal")
+    tails = _group(journal, "tail")
     for index, step in enumerate(layout.steps):
         gname = group_name(index, step.name)
-        g = steps.create_group(gname)
+        g = _group(steps, gname)
         storage = step_storage(step, layout)
         block = block_points(step)
         g.attrs.update({"index": index, "name": step.name, "n_points": step.n_points,
                         "block_points": block, "storage": storage,
                         "datasets": ",".join(d.name for d in step.datasets),
-                        "instrument": step.instrument, "params": to_json(dict(step.params))})
+                        "instrument": step.instrument, "params": to_json(dict(step.params)),
+                        "loop_vars": ",".join(step.loop_vars)})
+        for var, value in step.loop_vars.items():
+            g.attrs[LOOP_PREFIX + var] = loop_value(step.name, var, value)
         for d in step.datasets:
             dt = np.dtype(d.dtype)
             shape = (step.n_points, *d.shape)
@@ -333,13 +399,13 @@ def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, versio
                           shuffle=dt.itemsize > 1)
                 if layout.compression == "gzip":
                     kw["compression_opts"] = layout.gzip_level
-                tail = tails.require_group(gname).create_dataset(
+                tail_group = tails[gname] if gname in tails else _group(tails, gname)
+                tail = tail_group.create_dataset(
                     d.name, shape=(block, *d.shape), dtype=dt, fillvalue=fill_value(dt),
                     dcpl=_early())
                 tail.attrs["units"] = d.units
             ds = g.create_dataset(d.name, shape=shape, dtype=dt, **kw)
             ds.attrs["units"] = d.units
-    journal = h5["journal"]
     journal.attrs["step_fields"] = ",".join(STEP_FIELDS)
     journal.attrs["run_fields"] = ",".join(RUN_FIELDS)
     journal.attrs["step_status_codes"] = "0=pending,1=running,2=done"
@@ -347,15 +413,34 @@ def write_layout(h5: h5py.File, attrs: dict[str, Any], layout: RunLayout, versio
     jsteps = journal.create_dataset("steps", shape=(len(layout.steps), 2, NFIELDS), dtype="<i8",
                                     dcpl=_early())
     jrun = journal.create_dataset("run", shape=(2, NFIELDS), dtype="<i8", dcpl=_early())
-    ev_dtype = f"S{layout.event_bytes}"
-    events = journal.create_dataset("events", shape=(layout.event_slots,), dtype=ev_dtype,
-                                    dcpl=_early())
-    if layout.event_slots:
-        events[:] = np.zeros(layout.event_slots, dtype=ev_dtype)
+    _slots(journal, "events", layout.event_slots, layout.event_bytes)
     now = time.time_ns()
     if layout.steps:
         jsteps[:, 1, :] = record([1, STEP_PENDING, 0, 0, 0, 0, 0, now])
     jrun[1] = record([1, RUN_CODES["running"], 0, now, now])
+
+
+def loop_vars_of(g: h5py.Group) -> dict[str, int | float | str | bool]:
+    """A step group's loop variables as plain Python values ({} for layout 1 or none)."""
+    names = g.attrs.get("loop_vars", "")
+    names = names.decode() if isinstance(names, bytes) else str(names)
+    out: dict[str, Any] = {}
+    for var in filter(None, names.split(",")):
+        value = g.attrs[LOOP_PREFIX + var]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[var] = value
+    return out
+
+
+def read_slot(ds: h5py.Dataset, k: int) -> bytes | None:
+    """Slot ``k`` of a slot dataset, or None if a kill left it unreadable (torn chunk)."""
+    try:
+        return bytes(ds[k])
+    except (OSError, ValueError):
+        return None
 
 
 def read_layout(h5: h5py.File) -> RunLayout:
@@ -371,7 +456,7 @@ def read_layout(h5: h5py.File) -> RunLayout:
             dsets.append(DatasetSpec(name, str(ds.attrs["units"]), ds.dtype.str, ds.shape[1:]))
         steps.append(StepSpec(str(g.attrs["name"]), int(g.attrs["n_points"]), tuple(dsets),
                               int(g.attrs["block_points"]), str(g.attrs["instrument"]),
-                              json.loads(g.attrs["params"])))
+                              json.loads(g.attrs["params"]), loop_vars_of(g)))
     insts = []
     for name, g in h5["instruments"].items():
         insts.append(InstrumentSpec(name, json.loads(g.attrs["identity"]),
@@ -403,6 +488,9 @@ def open_checked(path: str | os.PathLike[str], mode: str, **kw: Any) -> h5py.Fil
         if int(version) > LAYOUT_VERSION:
             raise RunFileError(f"{path} uses run-file layout {int(version)}, newer than the "
                                f"{LAYOUT_VERSION} this dendrolab reads; upgrade dendrolab")
+        if int(version) not in READABLE_VERSIONS:
+            raise RunFileError(f"{path} has an unknown run-file layout {int(version)}; this "
+                               f"dendrolab reads layouts {', '.join(map(str, READABLE_VERSIONS))}")
     except BaseException:
         h5.close()
         raise
@@ -420,14 +508,18 @@ def bound_metadata_cache(h5: h5py.File, size: int = 256 * 1024) -> None:
 
 
 def chunk_extent(h5: h5py.File, gnames: Sequence[str]) -> int:
-    """Highest byte any chunk of these step groups points at (orphans of a kill included)."""
+    """Highest byte any chunk of these step groups, of the settings_after slots or of the event
+    log points at (orphans of a kill included)."""
+    dsets = [ds for gname in gnames for ds in h5["steps"][gname].values()]
+    dsets += [g["settings_after"] for g in h5["instruments"].values()]
+    if "events" in h5["journal"]:
+        dsets.append(h5["journal/events"])
     end = 0
-    for gname in gnames:
-        for ds in h5["steps"][gname].values():
-            if ds.chunks is not None:
-                for k in range(ds.id.get_num_chunks()):
-                    info = ds.id.get_chunk_info(k)
-                    end = max(end, info.byte_offset + info.size)
+    for ds in dsets:
+        if ds.chunks is not None:
+            for k in range(ds.id.get_num_chunks()):
+                info = ds.id.get_chunk_info(k)
+                end = max(end, info.byte_offset + info.size)
     return end
 
 

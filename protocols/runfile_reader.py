@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -22,8 +22,10 @@ from protocols.runfile_layout import (
     STEP_DONE,
     STEP_STATUSES,
     group_name,
+    loop_vars_of,
     open_checked,
     pick_record,
+    read_slot,
     step_entry,
     step_groups,
 )
@@ -44,7 +46,11 @@ class InstrumentSnapshot:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """A step's declaration and journal state; ``rows`` counts only persisted rows."""
+    """A step's declaration and journal state; ``rows`` counts only persisted rows.
+
+    ``loop_vars`` maps the plan's loop variables to plain int, float, bool or str values
+    ({} when the step had none or the file predates them).
+    """
 
     index: int
     name: str
@@ -59,6 +65,7 @@ class StepInfo:
     params: dict[str, Any]
     units: dict[str, str]
     dtypes: dict[str, np.dtype]
+    loop_vars: dict[str, int | float | str | bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,11 +92,45 @@ def _iso(ns: int) -> str | None:
 
 
 def _json_or_none(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None  # an unreadable slot
     try:
         text = _text(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
         return json.loads(text) if text else None
     except (ValueError, UnicodeDecodeError):
         return None  # torn by a kill while it was being written
+
+
+def _attr_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value.rstrip(b"\0"))
+    return int(np.asarray(value).nbytes)
+
+
+def size_report(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Bytes of a run file: ``file`` on disk, ``payload`` (what was recorded: attribute values,
+    snapshot and event JSON, step parameters and loop values, step data as stored) and
+    ``overhead`` = file - payload, the fixed cost of the layout (docs/runfile.md, File size)."""
+    path = Path(path)
+    payload = 0
+    with open_checked(path, "r") as h5:
+        payload += sum(_attr_bytes(v) for v in h5.attrs.values())
+        for g in h5["instruments"].values():
+            payload += _attr_bytes(g.attrs["identity"])
+            payload += len(bytes(g["settings_before"][0]).rstrip(b"\0"))
+            payload += len((read_slot(g["settings_after"], 0) or b"").rstrip(b"\0"))
+        for g in h5["steps"].values():
+            payload += _attr_bytes(g.attrs["params"])
+            payload += sum(_attr_bytes(v) for k, v in g.attrs.items() if k.startswith("loop."))
+            payload += sum(ds.id.get_storage_size() for ds in g.values())
+        events = h5["journal"].get("events")
+        if events is not None:
+            payload += sum(len((read_slot(events, k) or b"").rstrip(b"\0"))
+                           for k in range(events.shape[0]))
+    size = path.stat().st_size
+    return {"file": size, "payload": payload, "overhead": size - payload}
 
 
 class RunReader:
@@ -136,7 +177,7 @@ class RunReader:
             self.instruments[name] = InstrumentSnapshot(
                 name, json.loads(g.attrs["identity"]),
                 _json_or_none(g["settings_before"][0]) or {},
-                _json_or_none(g["settings_after"][0]))
+                _json_or_none(read_slot(g["settings_after"], 0)))
         self._gnames = step_groups(h5)
         journal = h5["journal/steps"][()]
         if journal.shape[0] != len(self._gnames):
@@ -163,7 +204,7 @@ class RunReader:
             started=_iso(e.started_ns), updated=_iso(e.updated_ns),
             instrument=_text(g.attrs["instrument"]), params=json.loads(g.attrs["params"]),
             units={n: _text(g[n].attrs["units"]) for n in names},
-            dtypes={n: g[n].dtype for n in names})
+            dtypes={n: g[n].dtype for n in names}, loop_vars=loop_vars_of(g))
         self._infos[i] = info
         return info
 
@@ -213,7 +254,11 @@ class RunReader:
         log = self._h5["journal"].get("events")
         if log is None:
             return []
-        return [e for e in (_json_or_none(raw) for raw in log[()] if raw) if e is not None]
+        try:
+            raws: list[Any] = list(log[()])
+        except (OSError, ValueError):  # a chunk torn by a kill: read slot by slot
+            raws = [read_slot(log, k) for k in range(log.shape[0])]
+        return [e for e in (_json_or_none(raw) for raw in raws if raw) if e is not None]
 
     def close(self) -> None:
         self._h5.close()

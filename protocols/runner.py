@@ -9,7 +9,10 @@ with an honest status; a killed run is continued by ``resume_run``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import getpass
+import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ import numpy as np
 from dendrolab.errors import DendrolabError, ProtocolError, RunFileError
 from instruments.bench_config import InstrumentSet, load_bench_config
 from instruments.clock import Clock, clock_of
-from protocols.library import resolve_protocol
+from protocols.library import builtin_path, resolve_protocol
 from protocols.plan import Plan, PlanStep, arb_waveform, compile_protocol, roles_from_bench_config
 from protocols.runfile import (
     DatasetSpec,
@@ -41,6 +44,10 @@ DONE_DATASET = "t_done_s"
 Progress = Callable[[PlanStep, float], None]
 #: Event logged when a run (or a resumed part) ends: its run-clock kind and elapsed seconds.
 RUN_CLOCK_EVENT = "run_clock"
+#: ``StepSpec`` fields, read once: loop variables go into the run file once the layout has them.
+_STEP_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(StepSpec))
+#: Longest path echoed whole in an error message (longer ones are shortened in the middle).
+_ECHO_MAX = 120
 
 
 @dataclass
@@ -74,8 +81,11 @@ def layout_for(plan: Plan, instruments: InstrumentSet) -> RunLayout:
             datasets = tuple(DatasetSpec(name, units) for name, (units, _) in s.records.items())
         else:
             points, datasets = 1, (DatasetSpec(DONE_DATASET, "s"),)
+        extra: dict[str, Any] = {}
+        if "loop_vars" in _STEP_SPEC_FIELDS:
+            extra["loop_vars"] = dict(getattr(s, "loop_vars", {}) or {})
         steps.append(StepSpec(s.name, max(points, 1), datasets, instrument=s.role or "",
-                              params=dict(s.params)))
+                              params=dict(s.params), **extra))
     snapshots = []
     for role, identity in instruments.identities().items():
         driver = instruments[role]
@@ -291,24 +301,92 @@ def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException 
     writer.close(status)
 
 
+def _echo(path: Path | str) -> str:
+    """A path for an error message, shortened in the middle if it is very long."""
+    text = str(path)
+    if len(text) <= _ECHO_MAX:
+        return text
+    return f"{text[:60]}...{text[-(_ECHO_MAX - 63):]} ({len(text)} characters)"
+
+
+def check_out_path(path: Path) -> None:
+    """Everything about a new run file's path that can be known before any instrument I/O.
+
+    The parent must be an existing, writable directory (proved by creating and removing an empty
+    probe file next to where the run goes), the name must fit the file system, and the file must
+    not exist (runs are never overwritten). Raises RunFileError with one line.
+    """
+    where = _echo(path)
+    parent = path.parent
+    try:
+        name_max = os.pathconf(parent if parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(path.name)) > name_max:
+        raise RunFileError(f"{where}: the file name is {len(os.fsencode(path.name))} bytes; "
+                           f"this file system allows at most {name_max}")
+    try:
+        if path.exists() or path.is_symlink():
+            raise RunFileError(f"{where} already exists; choose another name (runs are never "
+                               "overwritten; `dendrolab resume` continues an unfinished one)")
+        if not parent.exists():
+            raise RunFileError(f"{where}: the directory {_echo(parent)} does not exist")
+        if not parent.is_dir():
+            raise RunFileError(f"{where}: {_echo(parent)} is not a directory")
+        probe = parent / f".{path.name[:40]}.{uuid.uuid4().hex[:12]}.probe"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        raise RunFileError(f"{where}: cannot create a file in {_echo(parent)} ({reason})"
+                           ) from None
+
+
+def _protocol_text(protocol_ref: str | Path, plan: Plan) -> str:
+    """The text the plan was compiled from: a protocol file, or a built-in's file (the same
+    order as ``resolve_protocol``); its hash must be the plan's, so a file edited since the
+    check is caught before any I/O."""
+    try:
+        path = Path(protocol_ref)
+        if not path.is_file():
+            path = builtin_path(str(protocol_ref))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{_echo(protocol_ref)}: cannot read the protocol again: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != plan.source_sha256:
+        raise ProtocolError(f"{_echo(path)} changed after it was checked; run it again")
+    return text
+
+
 def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
                  out_path: str | Path | Callable[[Plan], Path], *,
                  info: RunInfo | None = None, progress: Progress | None = None,
                  on_plan: Callable[[Plan], None] | None = None) -> Path:
     """Check, open the bench, run every step into a new run file; returns its path.
 
-    The plan is compiled and checked before any instrument is touched; a bad protocol or bench
-    file raises before I/O and writes nothing. ``out_path`` may be a function of the plan.
+    The plan is compiled and checked, the protocol and bench texts read and the output path
+    checked (``check_out_path``) before any instrument is touched: bad input raises before I/O
+    and writes nothing. ``out_path`` may be a function of the plan.
     """
     info = info or RunInfo()
     plan, config = prepare(protocol_ref, bench_path, device=info.device_id)
-    out_path = Path(out_path(plan) if callable(out_path) else out_path)
+    try:
+        out_path = Path(out_path(plan) if callable(out_path) else out_path)
+    except OSError as exc:  # e.g. a caller's mkdir on a bad path
+        raise RunFileError(f"{_echo(exc.filename or '')}: cannot prepare the run file's "
+                           f"directory ({exc.strerror or exc})") from None
+    check_out_path(out_path)
+    protocol_text = _protocol_text(protocol_ref, plan)
+    try:
+        bench_text = Path(bench_path).read_text()
+        bench_resolved = str(Path(bench_path).resolve())
+    except OSError as exc:
+        raise RunFileError(f"{_echo(bench_path)}: cannot read the bench file: "
+                           f"{exc.strerror or exc}") from None
     if on_plan is not None:
         on_plan(plan)
-    if out_path.exists():
-        raise RunFileError(f"{out_path} already exists; choose another name (runs are never "
-                           "overwritten; `dendrolab resume` continues an unfinished one)")
-    protocol_text = Path(plan.source).read_text() if Path(plan.source).is_file() else ""
     with signals_raise(), InstrumentSet(config) as instruments:
         meta = {
             "uuid": str(uuid.uuid4()),
@@ -318,8 +396,8 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
             "figure": plan.figure,
             "plan_hash": plan.hash,
             "plan": plan.to_json(),
-            "bench_config": Path(bench_path).read_text(),
-            "bench_path": str(Path(bench_path).resolve()),
+            "bench_config": bench_text,
+            "bench_path": bench_resolved,
             "visa_library": config.visa_library,
             "operator": info.operator,
             "sample_id": info.sample_id,
@@ -347,40 +425,46 @@ def resume_run(path: str | Path, *, progress: Progress | None = None,
 
     Memristor operations are not idempotent: before continuing, the device is re-read (the
     first read step's level on its SMU) and that reading is kept in the file's resume log.
-    Returns the path and the index of the step the run continued from.
+    The instruments are always opened, even when every step is already done (a kill after the
+    last step): the resume ends like a run, with every instrument in its safe state and the
+    after-snapshots written before the file is marked completed.
+    Returns the path and the index of the step the run continued from (the number of steps
+    when none was left).
     """
     path = Path(path)
     with RunReader(path) as reader:
         attrs = reader.attrs
+        status, pending = reader.status, reader.next_step
     try:
         plan = Plan.from_json(str(attrs["plan"]))
         bench_text = str(attrs["bench_config"])
     except KeyError as exc:
         raise RunFileError(f"{path}: not a run written by `dendrolab run` (no {exc})") from None
+    if status == "completed":
+        raise RunFileError(f"{path} is a completed run; there is nothing to resume")
     bench_path = Path(str(attrs.get("bench_path", "")))
     if not bench_path.is_file() or bench_path.read_text() != bench_text:
         raise RunFileError(f"{path}: the bench file {bench_path} is missing or changed since "
                            "the run started; resume needs the same bench")
     config = load_bench_config(bench_path)
-    writer = RunWriter.resume(path)
-    start = writer.next_step
-    if start is None:
-        writer.close("completed")
-        return path, len(plan.steps)
-    if on_plan is not None:
-        on_plan(plan, start)
+    if on_plan is not None and pending is not None:
+        on_plan(plan, pending)
     with signals_raise(), InstrumentSet(config) as instruments:
+        writer = RunWriter.resume(path)
+        start = writer.next_step
         executor = _executor(plan, instruments, writer)
         error: BaseException | None = None
         try:
-            _reread_device(executor, start)
-            _execute(executor, start, progress)
+            if start is not None:
+                _reread_device(executor, start)
+                _execute(executor, start, progress)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            _finish(writer, instruments, error, executor, start)
-    return path, start
+            _finish(writer, instruments, error, executor,
+                    len(plan.steps) if start is None else start)
+    return path, len(plan.steps) if start is None else start
 
 
 def _reread_device(executor: _Executor, start: int) -> None:
@@ -420,6 +504,5 @@ def read_points(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         return {s.name: dict(reader.step(s.name).arrays) for s in reader.steps}
 
 
-__all__ = ["RUN_CLOCK_EVENT", "RunInfo", "layout_for", "prepare", "read_points", "resume_run",
-           "run_clock_s", "run_protocol"]
-
+__all__ = ["RUN_CLOCK_EVENT", "RunInfo", "check_out_path", "layout_for", "prepare",
+           "read_points", "resume_run", "run_clock_s", "run_protocol"]

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from dendrolab.errors import ProtocolError
+from dendrolab.errors import ProtocolError, clip, show
 
 FORMAT_VERSION = 1
 MAX_NODES = 200_000  # YAML nodes after alias expansion (guards against "billion laughs")
@@ -70,7 +70,8 @@ class Where:
         return Where(self.source, self.line if line is None else line, f"{self.path}[{index}]")
 
     def text(self) -> str:
-        return f"{self.source}:{self.line}: {self.path or '<document>'}"
+        """``file:line: field`` with a very long file name or field path clipped."""
+        return f"{clip(self.source, 80)}:{self.line}: {clip(self.path, 120) or '<document>'}"
 
     def error(self, message: str) -> ProtocolSchemaError:
         return ProtocolSchemaError(
@@ -109,6 +110,33 @@ _SCALARS = {
 }
 
 
+# YAML 1.1 (PyYAML's resolver) reads "1:20" as 80 (base 60), "0x1F" as 31, "1_000" as 1000 and
+# on/off/yes/no as booleans. A protocol takes numbers and booleans as YAML 1.2's core schema does
+# and as a scientist reads them: decimal numbers and true/false only (017 is seventeen, not octal
+# 15). Any other scalar stays the text it was written as, so a text field keeps "1:20" or "on",
+# and a number field rejects it with a located error saying why (see ``to_number``).
+_PLAIN_TYPED = frozenset({_TAG + "int", _TAG + "float", _TAG + "bool"})
+_DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
+_DECIMAL_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_SPECIAL_FLOAT = {".inf": math.inf, ".Inf": math.inf, ".INF": math.inf, "+.inf": math.inf,
+                  "+.Inf": math.inf, "+.INF": math.inf, "-.inf": -math.inf, "-.Inf": -math.inf,
+                  "-.INF": -math.inf, ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan}
+_TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
+
+
+def _plain_scalar(text: str) -> Any:
+    """A scalar YAML 1.1 typed as int, float or bool, read by the YAML 1.2 core rules."""
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    if _DECIMAL_INT.fullmatch(text):
+        return int(text)
+    if _DECIMAL_FLOAT.fullmatch(text):
+        return float(text)
+    if text in _SPECIAL_FLOAT:
+        return _SPECIAL_FLOAT[text]  # rejected where a finite number is needed
+    return text
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Parse one YAML document into YMap/YList/scalars; keys are their source text, always.
 
@@ -134,9 +162,9 @@ def load_yaml(text: str, source: str) -> Any:
         problem = exc.problem or exc.context or "invalid YAML"
         raise Where(source, line, "").error(f"not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise top.error(f"not valid YAML: {exc}") from None
+        raise top.error(f"not valid YAML: {clip(str(exc), 200)}") from None
     except (ValueError, RecursionError) as exc:  # e.g. unusual characters in the reader
-        raise top.error(f"not valid YAML: {exc}") from None
+        raise top.error(f"not valid YAML: {clip(str(exc), 200)}") from None
     finally:
         loader.dispose()
     if node is None:
@@ -159,15 +187,17 @@ def _convert(
             return str(node.value)
         construct = _SCALARS.get(node.tag)
         if construct is None:
-            raise where.error(f"unsupported YAML tag {node.tag!r}; use plain values")
+            raise where.error(f"unsupported YAML tag {show(node.tag)}; use plain values")
         try:
+            if node.tag in _PLAIN_TYPED:
+                return _plain_scalar(str(node.value))
             return construct(loader, node)
         except (ValueError, OverflowError) as exc:
-            raise where.error(f"cannot read value {node.value!r}: {exc}") from None
+            raise where.error(f"cannot read value {show(node.value)}: {exc}") from None
     path = path | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         if node.tag != _TAG + "seq":
-            raise where.error(f"unsupported YAML tag {node.tag!r}; use a plain list")
+            raise where.error(f"unsupported YAML tag {show(node.tag)}; use a plain list")
         out = YList(line)
         for k, item in enumerate(node.value):
             item_line = item.start_mark.line + 1
@@ -176,7 +206,7 @@ def _convert(
         return out
     if isinstance(node, yaml.MappingNode):
         if node.tag != _TAG + "map":
-            raise where.error(f"unsupported YAML tag {node.tag!r}; use a plain mapping")
+            raise where.error(f"unsupported YAML tag {show(node.tag)}; use a plain mapping")
         out_map = YMap(line)
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
@@ -205,7 +235,7 @@ def _line(container: Any, key: str | int, default: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # Substitution: str.format over loop variables, on a whitelist.
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # names of instruments, roles, variables
 # fill/align, sign, #, 0, width <= 3 digits, grouping, precision <= 2 digits, type
 _SPEC = re.compile(r"(?:[^{}]?[<>=^])?[+\- ]?#?0?\d{0,3}[,_]?(?:\.\d{1,2})?[defgEFGn%s]?")
 
@@ -240,7 +270,7 @@ class Subst:
                 out.append(format(value, spec))
             except (ValueError, TypeError, OverflowError) as exc:
                 raise where.error(
-                    f"cannot format {name}={value!r} with {{{name}:{spec}}}: {exc}"
+                    f"cannot format {name}={show(value)} with {{{name}:{spec}}}: {exc}"
                 ) from None
         return "".join(out)
 
@@ -250,7 +280,8 @@ def parse_template(text: str, where: Where, scope: Sequence[str]) -> str | Subst
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise where.error(f"bad substitution in {text!r}: {exc} (use {{{{ for a brace)") from None
+        raise where.error(f"bad substitution in {show(text)}: {exc} (use {{{{ for a brace)"
+                          ) from None
     parts: list[tuple[str, str | None, str]] = []
     for literal, name, spec, conversion in parsed:
         if name is None:
@@ -258,20 +289,23 @@ def parse_template(text: str, where: Where, scope: Sequence[str]) -> str | Subst
             continue
         if not _IDENT.fullmatch(name):
             raise where.error(
-                f"bad substitution {{{name}}} in {text!r}: only plain loop-variable names are "
-                "allowed (no indexing, attributes or positional fields)"
+                f"bad substitution {{{clip(name)}}} in {show(text)}: only plain loop-variable "
+                "names (at most 64 characters) are allowed (no indexing, attributes or "
+                "positional fields)"
             )
         if conversion is not None:
-            raise where.error(f"bad substitution in {text!r}: conversions like !r are not allowed")
+            raise where.error(f"bad substitution in {show(text)}: conversions like !r are not "
+                              "allowed")
         spec = spec or ""
         if not _SPEC.fullmatch(spec):
             raise where.error(
-                f"bad format spec {spec!r} in {text!r}: use a simple spec like .1f, .3g or 03d"
+                f"bad format spec {show(spec)} in {show(text)}: use a simple spec like .1f, .3g "
+                "or 03d"
             )
         if name not in scope:
             known = ", ".join(scope) if scope else "none here"
             raise where.error(
-                f"unknown variable {{{name}}} in {text!r}; loop variables in scope: {known}"
+                f"unknown variable {{{name}}} in {show(text)}; loop variables in scope: {known}"
             )
         parts.append((literal, name, spec))
     if all(name is None for _, name, _ in parts):
@@ -301,16 +335,18 @@ def to_number(value: Any, where: Where, unit: str = "") -> float:
         except OverflowError:
             raise where.error(f"number too large: {_show(value)}") from None
     elif isinstance(value, str):
-        m = _NUMBER.fullmatch(value)
+        m = _NUMBER.fullmatch(value) if len(value) <= 100 else None
         if m is None:
-            raise where.error(f"expected a number{_unit_hint(unit)}, got {_show(value)}")
+            raise where.error(f"expected a number{_unit_hint(unit)}, got {_show(value)}"
+                              f"{_not_a_number_hint(value)}")
         number = float(m.group(1))
         prefix, got_unit = m.group(2) or "", m.group(3)
         if got_unit is not None:
             if got_unit != unit or not unit:
                 want = f"'{unit}'" if unit else "no unit"
                 raise where.error(
-                    f"unit '{prefix}{got_unit}' does not fit here (expected {want}), got {value!r}"
+                    f"unit {show(prefix + got_unit)} does not fit here (expected {want}), got "
+                    f"{_show(value)}"
                 )
             # exact decimal scaling: "100 us" is 1e-4, not 9.999999999999999e-05
             number = float(Decimal(m.group(1)) * Decimal("1" + _PREFIX[prefix]))
@@ -342,8 +378,27 @@ def _unit_hint(unit: str) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value)
+
+
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+_YAML11_BOOL = frozenset("yes Yes YES no No NO on On ON off Off OFF y Y n N".split())
+
+
+def _not_a_number_hint(text: str) -> str:
+    """Why a YAML 1.1 reader would have taken this text for a number or boolean (or '')."""
+    t = text.strip()
+    if _SEXAGESIMAL.fullmatch(t):
+        return (" (YAML 1.1 would read it as a base-60 number; a protocol does not guess: write "
+                "the decimal value, or quote it where text is meant)")
+    if t in _YAML11_BOOL:
+        return (" (YAML 1.1 would read it as a boolean; write a number, or true/false where a "
+                "switch is meant)")
+    if "_" in t and _NUMBER.fullmatch(t.replace("_", "")):
+        return " (digit separators '_' are not read: write 1000000 or 1e6)"
+    if re.fullmatch(r"[-+]?0[xXoObB][0-9a-fA-F_]+", t):
+        return " (only decimal numbers are read: write it in decimal)"
+    return ""
 
 
 def fmt_num(value: float) -> str:
@@ -760,7 +815,9 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProtocolSchemaError(f"{p}: cannot read protocol file: {exc}", source=str(p)) from None
+        reason = getattr(exc, "strerror", None) or clip(str(exc), 200)
+        raise ProtocolSchemaError(f"{clip(str(p), 120)}: cannot read protocol file: {reason}",
+                                  source=str(p)) from None
     return parse_protocol(text, source=p.name)
 
 
@@ -824,7 +881,7 @@ def _text(value: Any, where: Where, pattern: re.Pattern[str], what: str) -> str:
         raise where.error(f"expected {what}, got {_show(value)}")
     text = str(value)
     if not pattern.fullmatch(text):
-        raise where.error(f"{text!r} is not {what} (allowed: {pattern.pattern})")
+        raise where.error(f"{_show(text)} is not {what} (allowed: {pattern.pattern})")
     return text
 
 
@@ -836,7 +893,7 @@ def _parse_instruments(raw: Any, where: Where) -> dict[str, Instrument]:
     for name, entry in raw.items():
         w = where.key(name, _line(raw, name, where.line))
         if not _IDENT.fullmatch(name):
-            raise w.error("instrument names are identifiers (letters, digits, _)")
+            raise w.error("instrument names are identifiers (letters, digits, _; at most 64)")
         if isinstance(entry, str):
             entry_map: dict[str, Any] = {"role": entry}
             wheres = {"role": w}
@@ -1111,7 +1168,7 @@ def _parse_for(spec: Any, where: Where) -> tuple[str, tuple[Any, ...]]:
     var, raw = next(iter(spec.items()))
     vw = where.key(var, _line(spec, var, where.line))
     if not _IDENT.fullmatch(var) or var == "do":
-        raise vw.error("loop variables are identifiers (letters, digits, _)")
+        raise vw.error("loop variables are identifiers (letters, digits, _; at most 64)")
     if isinstance(raw, list):
         if not raw:
             raise vw.error("the list of values is empty")

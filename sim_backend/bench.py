@@ -19,6 +19,7 @@ pass on the bench too, and how long Python took shows in the data.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -86,7 +87,7 @@ class Bench:
                  base_dir: Path | None = None) -> None:
         cfg = _mapping(config, "bench")
         known = {"seed", "models", "noise", "host_latency_s", "host_time", "host_idle_s",
-                 "wafer_id", "devices", "wiring"}
+                 "wafer_id", "devices", "wiring", "wafer"}
         unknown = set(cfg) - known
         if unknown:
             raise ParameterError(f"bench: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -124,6 +125,10 @@ class Bench:
                 self.wires.setdefault(str(term), []).append(self._port(str(t), f"wiring {term}"))
         self.levels: dict[str, float] = {}     # terminal -> level of a source whose output is on
         self.routes: dict[str, list[tuple[str, str]]] = {}   # closed crosspoint id -> links
+        self.base_dir = base_dir
+        self.stations: dict[str, ProbeStation] = {
+            str(name): ProbeStation(self, str(name), spec)
+            for name, spec in _mapping(cfg.get("wafer"), "bench.wafer").items()}
         self._rebuild()
 
     # ------------------------------------------------------------------ construction
@@ -447,6 +452,15 @@ class Bench:
         for _term, target in links:
             self._refresh(self.slots[self._port(target, "route")[0]])
 
+    # ------------------------------------------------------------------ probe stations
+    def station(self, name: str) -> ProbeStation:
+        """The probe station (``bench.wafer.<name>``) a simulated prober moves."""
+        found = self.stations.get(name)
+        if found is None:
+            raise ParameterError(f"bench.wafer: no probe station {name!r}; stations: "
+                                 f"{', '.join(self.stations) or 'none'}")
+        return found
+
     # ------------------------------------------------------------------ inspection
     def device(self, name: str) -> Any:
         """The DUT object of a named device, brought up to the present (for tests and demos)."""
@@ -468,3 +482,112 @@ def _float(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ParameterError(f"{where} = {value!r}: must be a number >= 0")
     return float(value)
+
+
+#: Device kinds a probe needle can land on (those ``Wafer.scale_for`` knows).
+PROBE_KINDS = ("dendrite", "soma", "synapse")
+
+
+class ProbeStation:
+    """A chuck holding one simulated wafer under needles wired to instrument terminals.
+
+    Bench file (``bench.wafer.<station>``, the station named by the prober's ``station``
+    option, default its resource ``name``)::
+
+        wafer:
+          sentio:
+            id: 1                      # wafer id (keys its variation); default bench.wafer_id
+            params: {a_r: 0.1}         # overrides of the models' ``wafer`` section
+            probe: {probe_smu/1: dendrite}   # terminal -> device kind[.port] under the needle
+
+    In contact at (die, site) the probe terminals are wired (a bench route named
+    ``probe:<station>``) to the device there: built on first contact from its wafer keys, the
+    wafer's parameter scales and its defect state, kept afterwards with its own state (while
+    separated its ports are open, so it relaxes at 0 V over the bench time that passes).
+    """
+
+    def __init__(self, bench: Bench, name: str, spec: object) -> None:
+        where = f"bench.wafer.{name}"
+        spec = _mapping(spec, where)
+        unknown = set(spec) - {"id", "params", "probe"}
+        if unknown:
+            raise ParameterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                                 "known: id, params, probe")
+        self.bench, self.name = bench, name
+        self.wafer_id = _int(spec.get("id", bench.wafer_id), f"{where}.id")
+        params = dict(_mapping(spec.get("params"), f"{where}.params"))
+        fields = {f.name for f in dataclasses.fields(bench.models.wafer)}
+        bad = set(params) - fields
+        if bad:
+            raise ParameterError(f"{where}.params: unknown wafer parameter(s) "
+                                 f"{', '.join(sorted(bad))}; see the models' wafer section")
+        self.params = bench.models.wafer.replace(**params) if params else bench.models.wafer
+        self.probe: list[tuple[str, str, str]] = []     # (terminal, kind, port)
+        for term, target in _mapping(spec.get("probe"), f"{where}.probe").items():
+            kind, _, port = str(target).partition(".")
+            if kind not in PROBE_KINDS:
+                raise ParameterError(f"{where}.probe.{term} = {target!r}: the kind must be one "
+                                     f"of {', '.join(PROBE_KINDS)}")
+            port = port or PORTS[kind][0]
+            if port not in PORTS[kind]:
+                raise ParameterError(f"{where}.probe.{term}: a {kind} has no port {port!r}; "
+                                     f"ports: {', '.join(PORTS[kind])}")
+            self.probe.append((str(term), kind, port))
+        self._wafer: Any = None
+        self.contact: tuple[int, str] | None = None
+
+    @property
+    def wafer(self) -> Any:
+        """The station's ``Wafer`` (built on first use)."""
+        if self._wafer is None:
+            from sim_backend.physics.wafer import Wafer
+
+            self._wafer = Wafer(self.params, seed=self.bench.seed, wafer_id=self.wafer_id)
+        return self._wafer
+
+    @property
+    def route_id(self) -> str:
+        return f"probe:{self.name}"
+
+    def slot_name(self, die: int, site: str, kind: str) -> str:
+        """The bench slot of the device of ``kind`` at (die, site) (no dots: see ``_port``)."""
+        return f"{self.name}:{die}:{site}:{kind}"
+
+    def _slot(self, die: int, site: str, kind: str) -> _Slot:
+        bench = self.bench
+        name = self.slot_name(die, site, kind)
+        slot = bench.slots.get(name)
+        if slot is None:
+            from sim_backend import duts
+
+            wafer = self.wafer
+            row = wafer.sites[wafer.site_index(die, site):][:1]
+            scale = wafer.scale_for(kind, row)
+            defect = int(wafer.defects(row)[0])
+            dut = duts.make(kind, bench.models, wafer.keys(row), scale=scale, defect=defect)
+            slot = bench.slots[name] = _Slot(name, kind, dut, t_s=bench.now_s)
+        return slot
+
+    def device(self, die: int, site: str, kind: str | None = None) -> Any:
+        """The DUT at (die, site) (built if needed, brought up to the present)."""
+        kind = kind or (self.probe[0][1] if self.probe else "dendrite")
+        slot = self._slot(die, site, kind)
+        self.bench._sync(slot)
+        return slot.dut
+
+    def touch_down(self, die: int, site: str) -> None:
+        """Needles down on (die, site): the probe terminals reach the devices there."""
+        if self.contact == (die, site):
+            return
+        self.lift()
+        links = [(term, f"{self._slot(die, site, kind).name}.{port}")
+                 for term, kind, port in self.probe]
+        if links:
+            self.bench.close_route(self.route_id, links)
+        self.contact = (die, site)
+
+    def lift(self) -> None:
+        """Needles up: the probe terminals are open."""
+        if self.contact is not None:
+            self.bench.open_route(self.route_id)
+            self.contact = None

@@ -9,6 +9,7 @@ set-V/read-I pair must cost microseconds, and numpy on one element costs tens of
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,9 @@ from sim_backend.physics.presets import DeviceModels
 from sim_backend.physics.soma import READ_STREAM as SOMA_READ_STREAM
 from sim_backend.physics.soma import SomaArray, iv_sweep
 from sim_backend.physics.synapse import _EXP_CAP as _SYN_EXP_CAP
-from sim_backend.physics.synapse import STUCK_NONE, SynapseArray
+from sim_backend.physics.synapse import STUCK_HIGH, STUCK_LOW, STUCK_NONE, SynapseArray
 from sim_backend.physics.unit import DendriteSomaUnit
+from sim_backend.physics.wafer import DEFECT_OK, DEFECT_OPEN, DEFECT_SHORTED, DEFECT_STUCK
 from sim_backend.physics.waveform import Waveform
 
 _BLOCK = 256
@@ -452,8 +454,25 @@ class UnitDut:
         return float(self.unit.soma_current()[0])
 
 
-def make(kind: str, models: DeviceModels, keys: np.ndarray) -> Any:
-    """A DUT of ``kind`` for one device keyed by ``keys`` (shape (1,))."""
+def make(kind: str, models: DeviceModels, keys: np.ndarray,
+         scale: Mapping[str, np.ndarray] | None = None, defect: int = 0) -> Any:
+    """A DUT of ``kind`` for one device keyed by ``keys`` (shape (1,)).
+
+    ``scale`` holds per-parameter factors (a wafer site's ``Wafer.scale_for``) and ``defect`` a
+    wafer defect state (``physics.wafer.DEFECT_*``): shorted and open devices are replaced by
+    ``ShortedDut`` / ``OpenDut``, a stuck one is frozen (``stuck_dut``). With neither the DUT
+    is exactly what it always was.
+    """
+    if defect == DEFECT_SHORTED:
+        return ShortedDut(kind, keys)
+    if defect == DEFECT_OPEN:
+        return OpenDut(kind, keys)
+    if defect == DEFECT_STUCK:
+        return stuck_dut(kind, models, keys, scale)
+    if defect != DEFECT_OK:
+        raise ValueError(f"unknown defect state {defect!r}")
+    if scale is not None:
+        return _make_scaled(kind, models, keys, scale)
     if kind == "dendrite":
         return DendriteDut(DendriteArray(models.dendrite, keys=keys))
     if kind == "synapse":
@@ -464,3 +483,169 @@ def make(kind: str, models: DeviceModels, keys: np.ndarray) -> Any:
         return UnitDut(DendriteSomaUnit(DendriteArray(models.dendrite, keys=keys),
                                         SomaArray(models.soma, keys=keys), models.circuit))
     raise ValueError(f"no DUT for kind {kind!r}")
+
+
+def _make_scaled(kind: str, models: DeviceModels, keys: np.ndarray,
+                 scale: Mapping[str, np.ndarray]) -> Any:
+    if kind == "dendrite":
+        return DendriteDut(DendriteArray(models.dendrite, keys=keys, scale=scale))
+    if kind == "synapse":
+        return SynapseDut(SynapseArray(models.synapse, keys=keys, scale=scale))
+    if kind == "soma":
+        return SomaDut(SomaArray(models.soma, keys=keys, scale=scale))
+    raise ValueError(f"no wafer-scaled DUT for kind {kind!r}")
+
+
+# ------------------------------------------------------------------ wafer defects
+#: A shorted device: the needles land on a metal short (ohm). Any source hits its compliance.
+SHORT_OHM = 1.0
+#: An open device: what an SMU reads on an open needle, a keyed noise floor (A rms) and the
+#: leakage of the probe path (ohm), typical of a triaxial probe station.
+OPEN_NOISE_A = 20e-15
+OPEN_LEAK_OHM = 1e14
+#: Stream deciding whether a stuck device is stuck ON (u < 0.5) or OFF, as ``SynapseArray``
+#: splits its stuck cells half and half between G_max and G_min.
+STUCK_STREAM = "defect.stuck_on"
+
+
+class _DefectDut:
+    """Common part of the defect stand-ins: a two-terminal element with no state."""
+
+    limit_a: float | None = None
+    self_limiting = False
+    gate_v = 0.0
+
+    def __init__(self, kind: str, keys: np.ndarray) -> None:
+        self.kind = kind
+        self.keys = keys
+        self.reads = 0
+
+    def hold(self, v: float, dt: float) -> None:
+        """No state to evolve."""
+
+    def drive(self, wave: Waveform) -> None:
+        """No state to evolve."""
+
+
+class ShortedDut(_DefectDut):
+    """A shorted device (wafer defect): ``SHORT_OHM`` across the needles."""
+
+    defect = "shorted"
+
+    def current(self, v: float) -> float:
+        return v / SHORT_OHM
+
+    def read(self, v: float) -> float:
+        return v / SHORT_OHM
+
+    def voltage_at(self, i: float) -> float:
+        return i * SHORT_OHM
+
+
+class OpenDut(_DefectDut):
+    """An open device (wafer defect): probe-path leakage plus a keyed noise floor."""
+
+    defect = "open"
+
+    def __init__(self, kind: str, keys: np.ndarray) -> None:
+        super().__init__(kind, keys)
+        self._noise = _DrawBlock(keys, "read.open", 1.0, False)
+
+    def current(self, v: float) -> float:
+        return v / OPEN_LEAK_OHM
+
+    def read(self, v: float) -> float:
+        i = v / OPEN_LEAK_OHM + OPEN_NOISE_A * self._noise(self.reads)
+        self.reads += 1
+        return i
+
+    def voltage_at(self, i: float) -> float:
+        return i * OPEN_LEAK_OHM
+
+
+class StuckDut:
+    """A device that never switches (wafer defect): the real device frozen in its state.
+
+    Reads go through the device's own ``read`` (its I-V and read noise), ``hold`` and ``drive``
+    change nothing. ``stuck_on`` says which state it is frozen in.
+    """
+
+    defect = "stuck"
+    self_limiting = False
+
+    def __init__(self, inner: Any, stuck_on: bool) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.stuck_on = stuck_on
+        self.limit_a: float | None = None
+
+    @property
+    def gate_v(self) -> float:
+        return self.inner.gate_v
+
+    @gate_v.setter
+    def gate_v(self, value: float) -> None:
+        self.inner.gate_v = value
+
+    def hold(self, v: float, dt: float) -> None:
+        """Frozen: no state change."""
+
+    def drive(self, wave: Waveform) -> None:
+        """Frozen: no state change."""
+
+    def current(self, v: float) -> float:
+        return self.inner.current(v)
+
+    def read(self, v: float) -> float:
+        return self.inner.read(v)
+
+    def voltage_at(self, i: float) -> float:
+        return self.inner.voltage_at(i)
+
+
+class _FrozenSoma:
+    """A threshold switch stuck in one branch: ohmic at R_on (ON) or R_off (OFF)."""
+
+    kind = "soma"
+    gate_v = 0.0
+
+    def __init__(self, array: SomaArray, on: bool) -> None:
+        self.array = array
+        self.r = float(array.p["r_on_ohm" if on else "r_off_ohm"][0])
+        self.reads = 0
+
+    def current(self, v: float) -> float:
+        return v / self.r
+
+    def read(self, v: float) -> float:
+        i = v / self.r
+        sigma = self.array.params.read_noise_rel
+        if sigma:
+            i *= 1.0 + sigma * float(rng.normal(self.array.keys, SOMA_READ_STREAM, self.reads)[0])
+            self.reads += 1
+        return i
+
+    def voltage_at(self, i: float) -> float:
+        return i * self.r
+
+
+def stuck_dut(kind: str, models: DeviceModels, keys: np.ndarray,
+              scale: Mapping[str, np.ndarray] | None = None) -> StuckDut:
+    """A stuck device of ``kind``: ON or OFF by the keyed draw ``STUCK_STREAM``.
+
+    dendrite: state w pinned at 1 (ON) or 0 (OFF, its rest state); synapse: the array's own
+    stuck cell at G_max or G_min; soma: the ON or the OFF branch, never switching.
+    """
+    on = bool(rng.uniform(keys, STUCK_STREAM)[0] < 0.5)
+    if kind == "dendrite":
+        arr = DendriteArray(models.dendrite, keys=keys, scale=scale)
+        arr.w[0] = 1.0 if on else 0.0
+        return StuckDut(DendriteDut(arr), on)
+    if kind == "synapse":
+        syn = SynapseArray(models.synapse, keys=keys, scale=scale)
+        syn.stuck[0] = STUCK_HIGH if on else STUCK_LOW
+        syn.g_s[0] = syn.g_prog_s[0] = syn.p["g_max_s" if on else "g_min_s"][0]
+        return StuckDut(SynapseDut(syn), on)
+    if kind == "soma":
+        return StuckDut(_FrozenSoma(SomaArray(models.soma, keys=keys, scale=scale), on), on)
+    raise ValueError(f"no stuck DUT for kind {kind!r}")

@@ -19,6 +19,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "keysight_33600a": ("sim_backend.instruments.awg33500", "Keysight33600ASim"),
     "keithley2600b": ("sim_backend.instruments.k2600", "Keithley2600BSim"),
     "keithley707b": ("sim_backend.instruments.k707b", "Keithley707BSim"),
+    "mpi_sentio": ("sim_backend.instruments.sentio", "SentioSim"),
+    "formfactor_velox": ("sim_backend.instruments.velox", "VeloxSim"),
 }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from dendrolab.errors import ProtocolError
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -111,3 +115,120 @@ def test_unsafe_protocol_is_refused_before_any_io(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "too-hot.yaml:" in result.stderr
     assert not (tmp_path / "r.h5").exists()
+
+
+# --- paths and long values: one line, exit 2, nothing written, no instrument touched ----------
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    err = result.stderr
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: "), err
+    assert len(err) < 400, len(err)
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_paths_the_file_system_refuses_are_one_line_errors(tmp_path):
+    long_name = "p" * 300
+    (tmp_path / "afile").write_text("not a directory")
+    (tmp_path / "adir").mkdir()
+    cases = [
+        (("check", f"{long_name}.yaml"), ("File name too long",)),
+        (("run", f"{long_name}.yaml", "--sim"), ("File name too long",)),
+        (("check", "read", "--bench", f"{long_name}.yaml"), ("File name too long",)),
+        (("run", "read", "--sim", "--out", f"{long_name}.h5"),
+         ("the file name is 303 bytes", "at most")),
+        (("run", "read", "--sim", "--out", f"{long_name}/x.h5"),
+         ("the directory name", "is 300 bytes")),
+        (("run", "read", "--sim", "--out", "afile/x.h5"),
+         ("afile/x.h5: afile is a file, not a directory",)),
+        (("run", "read", "--sim", "--out", "afile/sub/x.h5"), ("afile is a file",)),
+        (("run", "read", "--sim", "--out", "afile"), ("afile already exists",)),
+    ]
+    for args, needles in cases:
+        one_line_error(run(*args, cwd=tmp_path), *needles)
+    usage = run("run", "read", "--sim", "--out", "adir", cwd=tmp_path)  # click's usage error
+    assert usage.returncode == 2 and "'adir' is a directory" in usage.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_the_out_path_is_checked_before_the_protocol_and_the_bench(tmp_path):
+    """No protocol file, no bench file: the --out error still comes first, so no instrument
+    can have been opened (or even a protocol read) before a bad output path is refused."""
+    (tmp_path / "afile").write_text("x")
+    result = run("run", "no-such-protocol", "--bench", "no-such-bench.yaml", "--out",
+                 "afile/x.h5", cwd=tmp_path)
+    one_line_error(result, "afile is a file, not a directory")
+
+
+def test_run_creates_missing_directories_for_out(tmp_path):
+    result = run("run", "read", "--sim", "--out", "new/sub/r.h5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "new" / "sub" / "r.h5").is_file()
+
+
+def test_unwritable_out_directory_is_refused_first(tmp_path, monkeypatch):
+    """In process, with the permission answer forced (root may write anywhere): the refusal
+    comes before the protocol is even looked up."""
+    from click.testing import CliRunner
+
+    from dendrolab import cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if Path(p) == Path("locked")
+                        else real_access(p, mode))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["run", "no-such-protocol", "--sim", "--out",
+                                           "locked/r.h5"])
+    assert result.exit_code == 2
+    assert "error: locked/r.h5: cannot write in locked (permission denied)" in result.output
+    assert list(locked.iterdir()) == []
+
+
+def test_huge_values_come_back_clipped(tmp_path):
+    """A 1 MB step name used to be echoed whole (a 1 MB line on stderr)."""
+    proto = tmp_path / "big.yaml"
+    proto.write_text("protocol: big\ninstruments: {smu: smu}\n"
+                     "limits: {voltage_max_v: 1, current_max_a: 1e-3, energy_max_j: 1}\n"
+                     "steps:\n  - smu_setup: {role: smu, compliance_a: 1e-4}\n"
+                     f"  - read: {{role: smu, v: 0.1, name: {'n' * 1_000_000}}}\n")
+    err = one_line_error(run("check", str(proto)), "big.yaml:6: steps[1].read.name")
+    assert "(1,000,000 chars)" in err
+    err = one_line_error(run("run", "read", "--sim", "--device", "d" * 100_000))  # argv limit
+    assert "(100,000 chars)" in err
+
+
+def test_yaml11_sexagesimal_count_is_refused(tmp_path):
+    proto = tmp_path / "s.yaml"
+    proto.write_text("protocol: s\ninstruments: {smu: smu}\n"
+                     "limits: {voltage_max_v: 1, current_max_a: 1e-3, energy_max_j: 1}\n"
+                     "steps:\n  - smu_setup: {role: smu, compliance_a: 1e-4}\n"
+                     "  - read: {role: smu, v: 0.1, count: 1:20}\n")
+    one_line_error(run("check", str(proto)), "s.yaml:6: steps[1].read.count", "base-60")
+
+
+@pytest.mark.parametrize("exc", [
+    ProtocolError("first line\nsecond line " + "v" * 1_000_000),
+    OSError(36, "File name too long", "f" * 5_000),
+])
+def test_the_last_guard_prints_one_short_line(monkeypatch, exc):
+    """Whatever a command raises of ours (or the file system's), stderr gets one clipped line."""
+    from click.testing import CliRunner
+
+    import protocols.library
+    from dendrolab import cli
+
+    def refuse():
+        raise exc
+
+    monkeypatch.setattr(protocols.library, "list_builtins", refuse)
+    result = CliRunner().invoke(cli.main, ["protocols"])
+    assert result.exit_code == 2 and not isinstance(result.exception, type(exc))
+    line = result.output
+    assert line.startswith("error: ") and line.count("\n") == 1 and len(line) <= 1010, line[:200]
+    assert "first line second line" in line or "File name too long" in line

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pyvisa import constants
+from pyvisa.errors import VisaIOError
 
 from dendrolab.errors import InstrumentError, ParameterError
 from instruments import InstrumentSet, PulseGenerator, Smu, SwitchMatrix, load_bench_config
 from instruments.bench_config import parse_bench_config
+from instruments.smu import K2450
 from tests.instruments import FakeResource, FakeResourceManager
 
 K2450_ADDR = "USB0::0x05E6::0x2450::04488850::INSTR"
@@ -45,6 +48,10 @@ IDNS = {
     AWG_ADDR: "Keysight Technologies,33622A,MY53804342,A.02.00-2.25-03-64-02",
     MATRIX_ADDR: "Keithley Instruments Inc., Model 707B, 01234567, 1.4.1",
 }
+
+
+#: What every session hears before its safe state (``Instrument.resync``'s check).
+RESYNC = ["*IDN?", "*OPC?"]
 
 
 def write(tmp_path: Path, text: str, name: str = "bench.yaml") -> Path:
@@ -155,9 +162,12 @@ def test_instrument_set_opens_identifies_and_shares_a_resource(tmp_path):
         assert resources[K2636_ADDR].commands == ["*IDN?"]  # identified once for two roles
         for fake in resources.values():
             fake.clear_traffic()
-    # teardown: safe state on every role, then every resource closed, then the RM
-    assert resources[MATRIX_ADDR].commands == ['channel.open("allslots")']
-    assert resources[AWG_ADDR].commands == ["OUTP1 OFF"]
+    # teardown: each session resynchronised once (a shared one too), safe state on every role,
+    # then every resource closed, then the RM
+    assert resources[MATRIX_ADDR].commands == [*RESYNC, 'channel.open("allslots")']
+    assert resources[AWG_ADDR].commands == [*RESYNC, "OUTP1 OFF"]
+    assert resources[K2636_ADDR].commands[:2] == RESYNC
+    assert resources[K2636_ADDR].commands.count("*IDN?") == 1
     assert resources[K2636_ADDR].commands[-1] == "smua.source.output = smua.OUTPUT_OFF"
     assert "smub.source.output = smub.OUTPUT_OFF" in resources[K2636_ADDR].commands
     assert resources[K2450_ADDR].commands[-1] == ":OUTP OFF"
@@ -268,3 +278,112 @@ instruments:
         assert isinstance(bench["smu"], Smu)
         rm = bench.rm
     assert bench.rm is None and rm is not None
+
+
+# --- resynchronisation before safe state --------------------------------------------------
+
+
+class QueuedResource:
+    """A message-based session: each query's reply waits in an output queue until read, so a
+    query cut between its write and its read leaves its reply behind (as on a real bus).
+    ``device_clear`` False models a raw socket, where a VISA clear empties nothing."""
+
+    def __init__(self, replies: dict[str, str], *, device_clear: bool = True) -> None:
+        self.replies = replies
+        self.device_clear = device_clear
+        self.out: list[str] = []
+        self.traffic: list[str] = []
+        self.timeout = 2000.0
+        self.read_timeouts: list[float] = []
+        self.resource_name = K2450_ADDR
+
+    def write(self, command: str) -> int:
+        self.traffic.append(command)
+        if command in self.replies:
+            self.out.append(self.replies[command])
+        return len(command)
+
+    def read(self) -> str:
+        self.read_timeouts.append(self.timeout)
+        if not self.out:
+            raise VisaIOError(constants.StatusCode.error_timeout)
+        return self.out.pop(0)
+
+    def query(self, command: str) -> str:
+        self.write(command)
+        return self.read()
+
+    def clear(self) -> None:
+        self.traffic.append("<device clear>")
+        if self.device_clear:
+            self.out.clear()
+
+    def close(self) -> None:
+        pass
+
+
+K2450_REPLIES = {"*IDN?": IDNS[K2450_ADDR], "*OPC?": "1", ":SOUR:VOLT?": "2.000000E-01",
+                 ':READ? "defbuffer1",READ,SOUR': "1.234000E-06,2.000000E-01",
+                 ":SYST:ERR?": '0,"No error"'}
+
+
+def _identified_smu(resource: QueuedResource) -> Smu:
+    smu = Smu(resource, K2450)
+    smu.identify()
+    smu._mode = "v"
+    resource.traffic.clear()
+    return smu
+
+
+def _interrupt_a_read(resource: QueuedResource) -> None:
+    """What a signal between a query's write and its read leaves behind."""
+    resource.write(':READ? "defbuffer1",READ,SOUR')
+
+
+@pytest.mark.parametrize("device_clear", [True, False])
+def test_resync_drops_the_reply_of_an_interrupted_query(device_clear):
+    res = QueuedResource(K2450_REPLIES, device_clear=device_clear)
+    smu = _identified_smu(res)
+    _interrupt_a_read(res)
+    assert smu._query(":SOUR:VOLT?") == "1.234000E-06,2.000000E-01"   # one behind: the defect
+    _interrupt_a_read(res)
+    res.traffic.clear()
+    assert smu.resync() is True
+    assert res.out == []
+    assert smu._query(":SOUR:VOLT?") == "2.000000E-01"                 # in step again
+    assert res.traffic[0] == "<device clear>"
+    if not device_clear:  # the stale reply is read off with a short timeout, then restored
+        assert min(res.read_timeouts) <= 100.0 and res.timeout == 2000.0
+
+
+def test_resync_catches_a_stale_identity_reply():
+    """A cut ``*IDN?`` leaves an answer that looks right; the ``*OPC?`` after it does not."""
+    res = QueuedResource(K2450_REPLIES, device_clear=False)
+    smu = _identified_smu(res)
+    res.write("*IDN?")
+    assert smu.resync() is True
+    assert res.traffic.count("*IDN?") == 3 and res.out == []
+
+
+def test_resync_rejects_another_instrument_and_never_raises():
+    res = QueuedResource({**K2450_REPLIES}, device_clear=True)
+    smu = _identified_smu(res)
+    res.replies["*IDN?"] = "KEITHLEY INSTRUMENTS,MODEL 2450,99999999,1.7.3c"  # other serial
+    assert smu.resync(attempts=3) is False
+    assert res.traffic.count("*IDN?") == 3                           # bounded, then gives up
+
+
+def test_safe_state_ramps_from_the_real_level_after_an_interrupted_query(tmp_path):
+    """InstrumentSet.safe_state resyncs first: the ramp starts at the level really sourced."""
+    res = QueuedResource(K2450_REPLIES, device_clear=True)
+    config = parse_bench_config({"instruments": {"smu": {"address": K2450_ADDR}}})
+    with InstrumentSet(config, rm_factory=lambda _lib: FakeResourceManager("", {
+            K2450_ADDR: res})) as bench:
+        bench["smu"]._mode = "v"
+        _interrupt_a_read(res)
+        res.traffic.clear()
+        bench.safe_state()
+        ramp = [c for c in res.traffic if c.startswith(":SOUR:VOLT ")]
+        assert ramp == [":SOUR:VOLT 0.16", ":SOUR:VOLT 0.12", ":SOUR:VOLT 0.08",
+                        ":SOUR:VOLT 0.04", ":SOUR:VOLT 0"]
+        assert res.traffic[-1] == ":OUTP OFF"

@@ -26,6 +26,7 @@ from protocols.runfile import (
     RunWriter,
     StepSpec,
 )
+from protocols.runfile_layout import LAYOUT_VERSION
 
 # (name, n_points, rows actually produced, block_points, mode, largest write_block)
 PLAN = (
@@ -62,8 +63,9 @@ def child(path: str) -> None:
     """Write the plan into ``path`` (resuming it if it exists), reporting every durable count.
 
     Run as ``python crash_writer.py PATH``; one line each, stdout flushed per line: ``S`` (imports
-    done), ``C`` (created) or ``R <reset_step> <next_step>`` (resumed), ``F <step> <rows>``
-    (durable), ``D <step> <rows>`` (step done), ``X`` (closed as completed).
+    done), ``C`` (created) or ``R <reset_step> <next_step>`` (resumed), ``A`` (settings_after
+    rewritten: a whole compressed slot chunk replaced), ``F <step> <rows>`` (durable),
+    ``D <step> <rows>`` (step done), ``E <step>`` (its event logged), ``X`` (closed as completed).
     """
     rng = random.Random(os.getpid())
     _say("S")
@@ -77,6 +79,8 @@ def child(path: str) -> None:
         writer = RunWriter.create(path, meta, layout(), max_block_s=0.002)
         _say("C")
         writer.log_event("started", {"pid": os.getpid()})
+    writer.set_settings_after("smu", {"nplc": 0.01, "output": True, "pid": os.getpid()})
+    _say("A")
     start = writer.next_step
     for i in range(len(PLAN) if start is None else start, len(PLAN)):
         _, _, produce, _, mode, biggest = PLAN[i]
@@ -98,6 +102,9 @@ def child(path: str) -> None:
                     row += n
                     _say(f"F {i} {durable}")
             _say(f"D {i} {step.end()}")
+        if writer._next_event < writer.layout.event_slots:  # a fresh slot chunk per step
+            writer.log_event("step_done", {"step": i, "pid": os.getpid()})
+            _say(f"E {i} {os.getpid()}")
     writer.set_settings_after("smu", {"nplc": 0.01, "output": False})
     writer.close("completed")
     _say("X")
@@ -112,6 +119,7 @@ class Reported:
     rows: dict[int, int] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     prior: dict[int, int] = field(default_factory=dict)
+    events: set[tuple[int, int]] = field(default_factory=set)
 
     def feed(self, line: str) -> None:
         parts = line.split()
@@ -125,6 +133,8 @@ class Reported:
         elif tag == "D":
             self.rows[int(parts[1])] = int(parts[2])
             self.done.add(int(parts[1]))
+        elif tag == "E":
+            self.events.add((int(parts[1]), int(parts[2])))
         elif tag == "X":
             self.completed = True
 
@@ -166,7 +176,7 @@ def check_file(path: Path, rep: Reported) -> dict[str, int]:
         assert not rep.created, f"{path} vanished although creation was reported"
         return {"absent": 1}
     with h5py.File(path, "r") as plain:  # plain h5py, no flags, no h5clear
-        assert int(plain.attrs["dendrolab_layout"]) == 1
+        assert int(plain.attrs["dendrolab_layout"]) == LAYOUT_VERSION
         plain.visititems(lambda name, obj: obj.attrs.keys())
     lost = 0
     with RunReader(path) as reader:
@@ -186,10 +196,16 @@ def check_file(path: Path, rep: Reported) -> dict[str, int]:
             for got, want in zip((data["voltage_v"], data["current_a"], data["index"]),
                                  expected(i, np.arange(info.rows)), strict=True):
                 np.testing.assert_array_equal(got, want)
-        kinds = [e["kind"] for e in reader.events()]
-        assert set(kinds) <= {"started", "resume"}, kinds
+        events = reader.events()
+        kinds = [e["kind"] for e in events]
+        assert set(kinds) <= {"started", "resume", "step_done"}, kinds
+        logged = {(e["step"], e["pid"]) for e in events if e["kind"] == "step_done"}
+        assert rep.events <= logged, f"reported events lost: {rep.events - logged}"
+        after = reader.instruments["smu"].settings_after  # None only if a kill tore a rewrite
+        assert after is None or after["nplc"] == 0.01, after
         if rep.completed:
             assert reader.status == "completed"
+            assert after == {"nplc": 0.01, "output": False}
         assert reader.status in ("running", "completed")
     return {"opened": 1, "lost_rows": lost}
 

@@ -222,3 +222,34 @@ def test_text_level_damage(name, data):
 @given(st.text(max_size=300))
 def test_arbitrary_text(text):
     outcome(text)
+
+
+# --- huge values: every field, short one-line messages ---------------------------------------
+
+_KEYWORD = {"sweep.linear": "sweep", "sweep.list": "sweep", "sweep.pulsed": "sweep"}
+_ROLE = {"route": "m", "open_all": "m", "pulses": "pulse", "spike_train": "pulse"}
+_HEAD = """\
+protocol: t
+instruments: {smu: smu, pulse: pulse, m: matrix}
+limits: {voltage_max_v: 6, current_max_a: 1e-3, energy_max_j: 1e-2}
+steps:
+  - smu_setup: {role: smu, compliance_a: 1e-4}
+"""
+
+
+def test_every_field_echoes_a_huge_value_clipped():
+    """A huge value in any field of any step: a located error of a few hundred characters."""
+    from protocols.schema import STEP_FIELDS
+
+    big = "7" * 25_000 + "x" * 25_000  # 50 kB (1 MB cases: test_schema; YAML parsing is slow)
+    for keyword, specs in STEP_FIELDS.items():
+        for spec in specs:
+            for value in (big, "{" + big + "}", "1 " + big, big + ":20"):
+                kind = f"kind: {keyword.split('.')[1]}, " if "." in keyword else ""
+                role = f"role: {_ROLE.get(keyword, 'smu')}, " if spec.name != "role" else ""
+                text = (_HEAD + f"  - {_KEYWORD.get(keyword, keyword)}: "
+                        f"{{{kind}{role}{spec.name}: '{value}'}}\n")
+                result = outcome(text, BENCH)
+                assert isinstance(result, ProtocolError), (keyword, spec.name)
+                message = str(result)
+                assert len(message) < 400 and "\n" not in message, (keyword, spec.name, message)

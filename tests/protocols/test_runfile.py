@@ -27,7 +27,7 @@ from protocols.runfile import (
     RunWriter,
     StepSpec,
 )
-from protocols.runfile_layout import NFIELDS, pick_record, repair_eoa
+from protocols.runfile_layout import LAYOUT_VERSION, NFIELDS, pick_record, repair_eoa
 from tests.protocols.crash_writer import finish_and_check, kill_loop
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "runfile.md"
@@ -100,7 +100,7 @@ def test_round_trip(run_path):
         write_all(run)
         run.set_settings_after("smu", {"nplc": 1.0, "output": False})
     with RunReader(run_path) as r:
-        assert r.status == "completed" and r.layout_version == 1
+        assert r.status == "completed" and r.layout_version == LAYOUT_VERSION == 2
         assert r.attrs["extra"] == {"temp_k": 300} and r.attrs["sim_seed"] == 42
         assert r.attrs["start_time"] == "2026-05-01T12:00:00.000000Z"
         assert [s.name for s in r.steps] == ["form", "sweep", "pulses", "read"]
@@ -167,7 +167,7 @@ def test_layout_is_exactly_as_documented(run_path):
                     "sim_seed", "sim_model_version"}
     with h5py.File(run_path, "r") as f:
         assert set(f.attrs) == _doc_names("Root attributes") | conventional
-        assert f.attrs["dendrolab_layout"] == 1 and f.attrs["software_version"] == __version__
+        assert f.attrs["dendrolab_layout"] == 2 and f.attrs["software_version"] == __version__
         assert f.attrs["status"] == b"completed" and f.attrs.get_id("status").dtype == "S16"
         assert f.attrs.get_id("stop_time").dtype == "S32" and f.attrs["stop_time"].endswith(b"Z")
         assert f.attrs["protocol_sha256"] == hashlib.sha256(m["protocol"].encode()).hexdigest()
@@ -175,6 +175,8 @@ def test_layout_is_exactly_as_documented(run_path):
         smu = f["instruments/smu"]
         assert set(smu.attrs) == {"identity"} and set(smu) == {"settings_before", "settings_after"}
         assert smu["settings_after"].shape == (1,) and smu["settings_after"].dtype.itemsize == 65536
+        assert smu["settings_after"].chunks == (1,) and smu["settings_after"].compression == "gzip"
+        assert smu["settings_before"].chunks is None
         assert list(f["steps"]) == ["0000_form", "0001_sweep", "0002_pulses", "0003_read"]
         for i, (gname, g) in enumerate(f["steps"].items()):
             assert set(g.attrs) == _doc_names("Steps") and g.attrs["index"] == i
@@ -194,6 +196,12 @@ def test_layout_is_exactly_as_documented(run_path):
         assert f["steps/0001_sweep"].attrs["storage"] == "chunked"
         assert f["journal/steps"].shape == (4, 2, NFIELDS) and f["journal/run"].shape == (2, 10)
         assert f["journal/events"].shape == (128,) and f["journal/events"].dtype == "S1024"
+        assert f["journal/events"].chunks == (1,) and f["journal/events"].compression == "gzip"
+        for name in ("/", "instruments", "instruments/smu", "steps", "steps/0000_form", "journal",
+                     "journal/tail", "journal/tail/0001_sweep"):  # compact groups, no SNOD/heap
+            gcpl = f[name].id.get_create_plist()
+            assert gcpl.get_link_creation_order() == h5py.h5p.CRT_ORDER_TRACKED, name
+        assert b"SNOD" not in run_path.read_bytes() and b"OHDR" not in run_path.read_bytes()
         assert set(f["journal"]) == {"steps", "run", "events", "tail"}
         fields = f["journal"].attrs["step_fields"].split(",")
         assert fields[:3] == ["seq", "status", "rows"] and fields[-1] == "crc32"
@@ -460,8 +468,11 @@ def test_run_changes_no_hdf5_structure(run_path, compression):
     changed = changed[changed < len(created)]  # bytes past the old end are fresh chunks
     allowed = allowed_before | _allowed(run_path, len(written))[: len(created)]
     assert not changed[~allowed[changed]].size, "metadata changed during the run"
-    if compression is None:
-        assert len(written) == len(created)
+    if compression is None:  # the only bytes past the old end: the fresh settings_after chunk
+        with h5py.File(run_path, "r") as f:
+            fresh = f["instruments/smu/settings_after"].id.get_chunk_info(0)
+        assert fresh.byte_offset >= len(created)
+        assert len(written) == fresh.byte_offset + fresh.size
     run.close()
     closed = _changed(written, run_path.read_bytes())
     status_at = created.find(b"running" + b"\0" * 9)
@@ -546,7 +557,7 @@ def test_bad_files(tmp_path, run_path):
     with pytest.raises(RunFileError, match="already exists"):
         RunWriter.create(run_path, meta(), layout())
     with h5py.File(run_path, "r+") as f:
-        f.attrs["dendrolab_layout"] = 2
+        f.attrs["dendrolab_layout"] = LAYOUT_VERSION + 1
     with pytest.raises(RunFileError, match="newer"):
         RunReader(run_path)
 
@@ -587,3 +598,118 @@ def test_writer_refuses_misuse(tmp_path):
         run.close("failed")
     with RunReader(tmp_path / "b.h5") as r:
         assert r.status == "failed" and r.steps[0].rows == 50
+
+
+LOOPED = {"amplitude_v": 2.0, "n_pulses": 5, "shape": "square", "inhibit": True}
+
+
+def test_loop_vars_round_trip_with_types(run_path):
+    """Loop variables are typed attributes: int stays int, float float, str str, bool bool."""
+    base = layout()
+    steps = (base.steps[0],
+             StepSpec("pulses amplitude_v=2", 4, VIT, loop_vars=LOOPED),
+             StepSpec("numpy", 2, VIT, loop_vars={"n": np.int32(7), "width_s": np.float32(0.5),
+                                                  "big": 2**62, "_i": -1}))
+    with RunWriter.create(run_path, meta(), RunLayout(steps, base.instruments)) as run:
+        for i, n in enumerate((50, 4, 2)):
+            with run.step(i) as step:
+                step.write_block(**{d.name: np.zeros(n) for d in steps[i].datasets})
+    with RunReader(run_path) as r:
+        assert r.steps[0].loop_vars == {}
+        got = r.steps[1].loop_vars
+        assert got == LOOPED and list(got) == list(LOOPED)
+        assert [type(v) for v in got.values()] == [float, int, str, bool]
+        assert r.step("numpy").info.loop_vars == {"n": 7, "width_s": 0.5, "big": 2**62, "_i": -1}
+        assert [type(v) for v in r.steps[2].loop_vars.values()] == [int, float, int, int]
+    with h5py.File(run_path, "r") as f:  # the documented plain-h5py recipe
+        g = f["steps/0001_pulses_amplitude_v=2"]
+        assert g.attrs["loop_vars"] == "amplitude_v,n_pulses,shape,inhibit"
+        assert set(g.attrs) - _doc_names("Steps") == {f"loop.{k}" for k in LOOPED}
+        assert g.attrs["loop.amplitude_v"].dtype == np.float64
+        assert g.attrs["loop.n_pulses"].dtype == np.int64
+        plain = {v: g.attrs["loop." + v] for v in g.attrs["loop_vars"].split(",") if v}
+        assert plain == LOOPED
+        assert f["steps/0000_form"].attrs["loop_vars"] == ""
+    writer = RunWriter.create(run_path.with_name("resumed.h5"), meta(),
+                              RunLayout(steps, base.instruments))
+    abandon(writer)
+    writer = RunWriter.resume(run_path.with_name("resumed.h5"))  # the layout is rebuilt
+    assert writer.layout.steps[1].loop_vars == LOOPED
+    writer.close("interrupted")
+
+
+@pytest.mark.parametrize(("loop_vars", "match"), [
+    ({"a,b": 1}, "loop variable name"),
+    ({"": 1}, "loop variable name"),
+    ({"v": [1, 2]}, "is a list"),
+    ({"v": None}, "is a NoneType"),
+    ({"v": 2**70}, "int64"),
+])
+def test_bad_loop_vars_refused_before_any_file(tmp_path, loop_vars, match):
+    lay = RunLayout((StepSpec("s", 3, VIT, loop_vars=loop_vars),))
+    with pytest.raises(RunFileError, match=match):
+        RunWriter.create(tmp_path / "x.h5", meta(), lay)
+    assert not list(tmp_path.iterdir())
+
+
+LAYOUT1 = Path(__file__).parent / "data" / "layout1_run.hdf5"
+
+
+def test_layout1_file_still_reads_and_resumes(tmp_path):
+    """tests/protocols/data/layout1_run.hdf5 was written by the layout-1 writer (contiguous
+    settings_after and events, symbol-table groups) and left mid-step, as by a kill."""
+    path = tmp_path / "old.h5"
+    path.write_bytes(LAYOUT1.read_bytes())
+    with RunReader(path) as r:
+        assert r.layout_version == 1 and r.status == "running"
+        assert [(s.name, s.status, s.rows) for s in r.steps] == [
+            ("form", "done", 5), ("sweep", "running", 1000), ("amplitude_v=2", "pending", 0)]
+        assert all(s.loop_vars == {} for s in r.steps)
+        np.testing.assert_array_equal(r.step("sweep")["voltage_v"], np.arange(1000) / 4000)
+        assert [e["kind"] for e in r.events()] == ["note"]
+        assert r.instruments["smu"].settings_after == {"nplc": 1.0, "output": False}
+    with h5py.File(path, "r") as f:
+        assert f["instruments/smu/settings_after"].chunks is None  # layout 1 indeed
+    run = RunWriter.resume(path)
+    assert run.reset_step == 1 and run.next_step == 1
+    with run.step("sweep") as step:
+        step.write_block(voltage_v=np.arange(4200.0), current_a=np.zeros(4200))
+    with run.step(2) as step:
+        step.append(5e3)
+    run.set_settings_after("smu", {"nplc": 2.0})
+    run.close()
+    with RunReader(path) as r:
+        assert r.layout_version == 1 and r.status == "completed"
+        assert [s.rows for s in r.steps] == [5, 4200, 1] and r.steps[1].attempts == 2
+        np.testing.assert_array_equal(r.step(1)["voltage_v"], np.arange(4200.0))
+        assert [e["kind"] for e in r.events()] == ["note", "resume"]
+        assert r.instruments["smu"].settings_after == {"nplc": 2.0}
+
+
+def test_torn_slot_chunks_read_as_missing(run_path):
+    """A kill can leave an event slot's or settings_after's chunk unreadable: the reader skips
+    that slot (None for the snapshot) and a resumed writer logs after it."""
+    run = RunWriter.create(run_path, meta(), layout())
+    run.log_event("first", {"n": 1})
+    run.log_event("second", {"n": 2})
+    run.set_settings_after("smu", {"nplc": 1.0})
+    abandon(run)
+    with h5py.File(run_path, "r") as f:
+        torn = [f["journal/events"].id.get_chunk_info(1),
+                f["instruments/smu/settings_after"].id.get_chunk_info(0)]
+    with open(run_path, "r+b") as fh:
+        for info in torn:
+            fh.seek(info.byte_offset)
+            fh.write(b"\xde\xad" * (info.size // 2))
+    with h5py.File(run_path, "r") as f, pytest.raises(OSError):
+        f["journal/events"][1]  # plain h5py sees the damage
+    with RunReader(run_path) as r:
+        assert [e["kind"] for e in r.events()] == ["first"]
+        assert r.instruments["smu"].settings_after is None
+    run = RunWriter.resume(run_path)
+    run.log_event("third")
+    run.set_settings_after("smu", {"nplc": 3.0})  # a whole-chunk write: the torn one is not read
+    run.close("interrupted")
+    with RunReader(run_path) as r:
+        assert [e["kind"] for e in r.events()] == ["first", "resume", "third"]
+        assert r.instruments["smu"].settings_after == {"nplc": 3.0}

@@ -181,6 +181,8 @@ def test_sigkill_mid_run_then_resume_completes_without_gaps_or_duplicates(tmp_pa
 
     import h5py
 
+    from protocols.runfile_layout import LAYOUT_VERSION
+
     out = tmp_path / "killed.h5"
     # The child kills itself with SIGKILL when step 45 is done: the same point on any machine.
     child = ("import os, signal, sys\n"
@@ -195,7 +197,7 @@ def test_sigkill_mid_run_then_resume_completes_without_gaps_or_duplicates(tmp_pa
     proc.wait(timeout=300)
     assert proc.returncode == -signal.SIGKILL
     with h5py.File(out, "r") as h5:               # plain h5py opens the killed file
-        assert h5.attrs["dendrolab_layout"] == 1
+        assert h5.attrs["dendrolab_layout"] == LAYOUT_VERSION
     with RunReader(out) as reader:
         before = {s.name: s.rows for s in reader.steps if s.status == "done"}
         total = len(reader.steps)
@@ -229,3 +231,128 @@ def test_generic_read_and_iv_sweep_record_what_they_declare(runs):
         arrays = [a for a in runs[name].values() if "current_a" in a]
         assert arrays and all(a["current_a"].size == a["voltage_v"].size > 0 for a in arrays)
         assert all(np.all(np.isfinite(a["current_a"])) for a in arrays)
+
+
+def test_builtin_run_stores_the_protocol_text_and_its_hash(runs):
+    """Provenance: the run of a built-in keeps the YAML it ran and that text's SHA-256."""
+    import hashlib
+
+    from protocols.library import builtin_path
+
+    for name in ("read", "dendrite-endurance"):
+        text = builtin_path(name).read_text(encoding="utf-8")
+        with RunReader(RUN_DIR[0] / f"{name}.h5") as reader:
+            attrs = reader.attrs
+        assert attrs["protocol"] == text and text.strip()
+        assert attrs["protocol_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_protocol_file_outside_the_working_directory_keeps_its_text(tmp_path, monkeypatch):
+    import hashlib
+
+    from protocols.library import builtin_path
+
+    fresh_bench()
+    protocol = tmp_path / "mine" / "short-read.yaml"
+    protocol.parent.mkdir()
+    text = builtin_path("read").read_text().replace("count: 10", "count: 2")
+    protocol.write_text(text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    path = run_protocol(protocol, BENCH, tmp_path / "mine.h5")
+    with RunReader(path) as reader:
+        assert reader.attrs["protocol"] == text
+        assert reader.attrs["protocol_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def _bad_out(tmp_path: Path, case: str) -> tuple[Path, str]:
+    if case == "name too long":
+        return tmp_path / ("x" * 300 + ".h5"), r"file name is 303 bytes; .* at most 255"
+    if case == "parent is a file":
+        (tmp_path / "afile").write_text("")
+        return tmp_path / "afile" / "x.h5", r"afile is not a directory"
+    if case == "no such directory":
+        return tmp_path / "nodir" / "x.h5", r"nodir does not exist"
+    if case == "exists":
+        (tmp_path / "old.h5").write_text("")
+        return tmp_path / "old.h5", r"already exists"
+    # unwritable: permission bits do not stop root, a pseudo file system does
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        locked = Path("/proc")
+    return locked / "x.h5", r"cannot create a file in"
+
+
+@pytest.mark.parametrize("case", ["name too long", "parent is a file", "no such directory",
+                                  "exists", "unwritable"])
+def test_bad_out_path_fails_before_any_instrument_io(tmp_path, monkeypatch, case):
+    from dendrolab.errors import RunFileError
+    from instruments import bench_config
+
+    def no_io(self):
+        raise AssertionError("instruments were opened before the output path was checked")
+
+    monkeypatch.setattr(bench_config.InstrumentSet, "open", no_io)
+    out, match = _bad_out(tmp_path, case)
+    with pytest.raises(RunFileError, match=match) as info:
+        run_protocol("read", BENCH, out)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400
+    assert not any(p.name.endswith(".probe") for p in tmp_path.rglob("*"))
+
+
+def test_out_path_function_that_fails_is_a_run_file_error(tmp_path, monkeypatch):
+    """A caller's ``out_path(plan)`` that makes directories: its OSError is one clear line."""
+    from dendrolab.errors import RunFileError
+    from instruments import bench_config
+
+    monkeypatch.setattr(bench_config.InstrumentSet, "open", lambda self: pytest.fail("I/O"))
+    (tmp_path / "afile").write_text("")
+
+    def choose(plan) -> Path:
+        out = tmp_path / "afile" / "x.h5"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+
+    with pytest.raises(RunFileError, match=r"afile: cannot prepare the run file's directory"):
+        run_protocol("read", BENCH, choose)
+
+
+def _step_spec_has_loop_vars() -> bool:
+    import dataclasses
+
+    from protocols.runfile import StepSpec
+
+    return "loop_vars" in {f.name for f in dataclasses.fields(StepSpec)}
+
+
+@pytest.mark.skipif(not _step_spec_has_loop_vars(), reason="StepSpec.loop_vars not there yet")
+def test_layout_carries_each_steps_loop_variables():
+    """Tidy data: every step's loop variables reach its StepSpec as data, not only its name."""
+    from protocols.runner import layout_for, prepare
+
+    class NoInstruments:
+        def identities(self) -> dict:
+            return {}
+
+    plan, _ = prepare("dendrite-amplitude-sweep", BENCH)
+    layout = layout_for(plan, NoInstruments())
+    for step, spec in zip(plan.steps, layout.steps, strict=True):
+        assert spec.loop_vars == dict(getattr(step, "loop_vars", {}) or {})
+    if any(getattr(s, "loop_vars", None) for s in plan.steps):
+        assert any(spec.loop_vars for spec in layout.steps)
+
+
+@pytest.mark.skipif(not _step_spec_has_loop_vars(), reason="StepSpec.loop_vars not there yet")
+def test_run_file_steps_carry_their_loop_variables(runs):
+    """End to end: the reader gives each step the loop variables its plan step had."""
+    from protocols.plan import Plan
+
+    with RunReader(RUN_DIR[0] / "dendrite-amplitude-sweep.h5") as reader:
+        plan = Plan.from_json(str(reader.attrs["plan"]))
+        got = [dict(s.loop_vars) for s in reader.steps]
+    assert got == [dict(s.loop_vars) for s in plan.steps]
+    assert any(got)

@@ -211,6 +211,104 @@ def test_yaml_booleans_as_keys_stay_names():
     assert "steps[1].read.yes: unknown field" in str(err)
 
 
+# --- YAML 1.1 quirks: numbers and booleans as a scientist reads them ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [("1:20", "base-60"), ("1:20:30", "base-60"), ("-1:20.5", "base-60"), ("0x10", "decimal"),
+     ("0o17", "decimal"), ("0b101", "decimal"), ("1_000", "digit separators"),
+     ("on", "boolean"), ("yes", "boolean"), ("Off", "boolean"), ("'1:20'", "base-60")],
+)
+def test_yaml11_numbers_are_rejected_where_a_number_is_needed(value, hint):
+    """``count: 1:20`` was read as 80 (YAML 1.1 sexagesimal); now it is a located error."""
+    err = step_error(f"  - read: {{role: smu, v: 0.2, count: {value}}}\n")
+    text = str(err)
+    assert text.startswith(f"amp.yaml:{FIRST_LINE}: steps[1].read.count: expected a number"), text
+    assert hint in text and "\n" not in text
+
+
+def test_plain_numbers_read_as_decimal():
+    steps = proto("""\
+        - read: {role: smu, v: +.5, count: 017, delay_s: 1.}
+        - read: {role: smu, v: -2, count: +3, delay_s: 2.5e-3}
+    """).steps
+    assert steps[1].fields == {"role": "smu", "v": 0.5, "count": 17, "delay_s": 1.0}
+    assert steps[2].fields == {"role": "smu", "v": -2.0, "count": 3, "delay_s": 2.5e-3}
+    assert type(steps[1].fields["count"]) is int
+
+
+def test_yaml11_booleans_and_bases_stay_text_where_text_is_meant():
+    p = parse_protocol(HEAD.replace("device: d1", "device: d1\ndescription: 1:20\nfigure: on")
+                       + steps_text("""\
+        - read: {role: smu, v: 0.2, name: 1:20}
+        - for: {mode: [on, off, yes, 0x1F, 1_000]}
+          do: [{wait: 1 ms}]
+        - route: {role: m, row: A, column: 1, exclusive: false}
+    """), "amp.yaml")
+    assert (p.description, p.figure) == ("1:20", "on")
+    assert p.steps[1].fields["name"] == "1:20"
+    loop = p.steps[2]
+    assert isinstance(loop, Loop) and loop.values == ("on", "off", "yes", "0x1F", "1_000")
+    assert p.steps[3].fields["exclusive"] is False
+    err = step_error("  - route: {role: m, row: A, column: 1, exclusive: yes}\n")
+    assert "steps[1].route.exclusive: expected true or false, got 'yes'" in str(err)
+    err = step_error("  - read: {role: smu, v: .inf}\n")
+    assert "steps[1].read.v: must be a finite number, got inf" in str(err)
+
+
+# --- long input is clipped in messages ---------------------------------------------------------
+
+
+def test_identifiers_are_at_most_64_characters():
+    name = "s" * 65
+    err = error_of(HEAD.replace("{smu: smu,", f"{{{name}: smu,"))
+    assert "at most 64" in str(err) and len(str(err)) < 300
+    err = step_error(f"  - for: {{{'v' * 65}: [1]}}\n    do: [{{wait: 1}}]\n")
+    assert "at most 64" in str(err)
+    assert proto(f"  - for: {{{'v' * 64}: [1]}}\n    do: [{{wait: 1}}]\n")
+
+
+@pytest.mark.parametrize("size", [10_000, 1_000_000])
+def test_errors_echo_a_clipped_value(size):
+    """A 1 MB value used to come back whole in the message (2 MB: echoed twice)."""
+    big = "x" * size
+    for text in (
+        HEAD + f"  - read: {{role: smu, v: 0.2, name: {big}}}\n",
+        HEAD + f"  - read: {{role: smu, v: '{big} V'}}\n",
+        HEAD + f"  - read: {{role: smu, v: '1 {big}'}}\n",
+        HEAD + f"  - read: {{role: smu, v: '{{{big}}}'}}\n",
+        HEAD + f"  - read:\n      role: smu\n      ? {big}\n      : 1\n",  # explicit long keys
+        HEAD + f"  - ? {big}\n    : 1\n",
+        HEAD + f"  - sweep: {{role: smu, kind: {big}}}\n",
+        HEAD.replace("protocol: t", f"protocol: {big}"),
+        HEAD.replace("smu: smu,", f"smu: {big},"),
+    ):
+        message = str(error_of(text))
+        assert message.startswith("amp.yaml:") and len(message) < 400, len(message)
+        assert re.search(r"\((10|1,000),0\d\d chars\)", message), message
+
+
+def test_long_file_names_are_clipped_in_locations():
+    err = step_error("  - read: {role: smu, v: x}\n")
+    where = Where("p" * 300 + ".yaml", 7, "steps[1].read.v")
+    assert where.text().endswith("pp.yaml:7: steps[1].read.v") and len(where.text()) < 130
+    assert "steps[1].read.v: expected a number" in str(err)
+
+
+def test_protocol_paths_the_file_system_refuses_are_one_line_errors(tmp_path):
+    too_long = tmp_path / ("p" * 300 + ".yaml")
+    with pytest.raises(ProtocolError) as info:
+        resolve_protocol(str(too_long))
+    assert "File name too long" in str(info.value) and len(str(info.value)) < 300
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ProtocolError, match="no such protocol file"):
+        resolve_protocol(str(afile / "x.yaml"))
+    with pytest.raises(ProtocolError, match="no built-in protocol"):
+        builtin_path("r" * 300)
+
+
 # --- values and units -------------------------------------------------------------------------
 
 
