@@ -632,28 +632,12 @@ class Prober(Instrument):
 
     # --- safety and snapshots --------------------------------------------------------------
 
-    def resync(self, attempts: int = 3) -> bool:
-        """``Instrument.resync`` proved by ``*IDN?`` alone; never raises.
-
-        The stations document no ``*OPC?`` (SENTIO's star commands are ``*IDN?``, ``*RCS``,
-        ``*LOCAL``), so asking it would only time out. A stale prober reply (``0,0,…`` or
-        ``0: …``) is never an identity, so one ``*IDN?`` after a clear or drain proves the
-        session is in step.
-        """
-        for attempt in range(max(1, attempts)):
-            clear = getattr(self.resource, "clear", None) if attempt == 0 else None
-            if clear is not None:
-                self._best_effort_io(clear)
-            else:
-                self._drain_replies()
-            try:
-                if self._answers_identity(self._query("*IDN?")):
-                    return True
-            except Exception as exc:  # a timeout or garbage: drain and ask again
-                log.debug("%s: resync check %d failed: %s", self._where(), attempt + 1, exc)
-        log.warning("%s: could not resynchronise the session after %d attempt(s)",
-                    self._where(), max(1, attempts))
-        return False
+    def _proves_in_step(self) -> bool:
+        """``resync``'s check by ``*IDN?`` alone: the stations document no ``*OPC?`` (SENTIO's
+        star commands are ``*IDN?``, ``*RCS``, ``*LOCAL``), so asking it would only time out. A
+        stale prober reply (``0,0,...`` or ``0: ...``) is never an identity, so one ``*IDN?``
+        after a clear or drain proves the session is in step."""
+        return self._answers_identity(self._query("*IDN?"))
 
     def safe_state(self) -> None:
         """Separate the chuck from the needles; log and carry on if that fails."""
