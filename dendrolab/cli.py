@@ -297,6 +297,118 @@ def resume(run_file: Path) -> None:
     click.echo(f"completed {path} (continued from step {start})")
 
 
+def _wafer_sim_bench() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("dendrolab") / "benches" / "wafer-sim.yaml"))
+
+
+class _WaferProgress:
+    """A click progress bar over the whole map: planned seconds of every device (the ETA comes
+    from the plans), devices done / skipped in the label."""
+
+    def __init__(self, wafer: str) -> None:
+        self.wafer, self.bar, self.device_ms, self.spent = wafer, None, 1, 0
+
+    def __call__(self, event) -> None:
+        if self.bar is None:
+            self.device_ms = max(1, int(event.device_s * 1000))
+            self.bar = click.progressbar(length=max(1, event.total) * self.device_ms,
+                                         label=self.wafer, show_eta=True, show_percent=True,
+                                         file=sys.stderr).__enter__()
+            self.bar.update((event.done + event.skipped) * self.device_ms)
+        if event.kind == "device":
+            self.spent = 0
+        elif event.kind == "step":
+            ms = min(max(0, int(event.duration_s * 1000)), self.device_ms - self.spent)
+            self.spent += ms
+            self.bar.update(ms)
+        elif event.kind == "device_done":
+            self.bar.update(self.device_ms - self.spent)
+            self.spent = self.device_ms
+        self.bar.label = f"{self.wafer} {event.done} done {event.skipped} skipped"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _wafer_report(summary) -> None:
+    click.echo(f"wafer {summary.directory}: {summary.done} done, {summary.skipped} skipped "
+               f"of {summary.total} devices")
+    for device, reason in summary.reasons.items():
+        click.echo(f"  skipped {device}: {reason}")
+
+
+@main.group(cls=_Group)
+def wafer() -> None:
+    """Unattended runs over a wafer map on a probe station (role `prober` of the bench)."""
+
+
+@wafer.command("run")
+@click.argument("protocols", nargs=-1, required=True)
+@click.option("--bench", "bench_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Bench file with roles `prober` (the station) and `smu` (on the needles).")
+@click.option("--sim", is_flag=True,
+              help="Use the packaged simulated wafer bench (SENTIO + 2450 on @dendrosim).")
+@click.option("--wafer", "wafer_id", required=True, help="Wafer id (names OUT/<wafer>).")
+@click.option("--map", "map_path", default=None,
+              help="Wafer map file to load on the station (default: its current map).")
+@click.option("--dies", default="all", show_default=True,
+              help="Dies as col,row pairs separated by ';' (e.g. '3,4;5,6'), or all.")
+@click.option("--sites", default="all", show_default=True,
+              help="Subsites: 0-based indices or names D00..D33, comma-separated, or all.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("wafers"), show_default=True, help="Folder for wafer directories.")
+@click.option("--kind", default="dendrite", show_default=True,
+              type=click.Choice(["dendrite", "soma", "synapse", "unit"]),
+              help="Device kind recorded in every run file.")
+@click.option("--bin", "bin_code", type=int, default=None,
+              help="Bin code given on the station to every skipped die.")
+@click.option("--operator", default=None, help="Operator name stored in the run files.")
+def wafer_run(protocols: tuple[str, ...], bench_path: Path | None, sim: bool, wafer_id: str,
+              map_path: str | None, dies: str, sites: str, out_dir: Path, kind: str,
+              bin_code: int | None, operator: str | None) -> None:
+    """Run PROTOCOL... at every selected device of a wafer, one run file per device and protocol.
+
+    At each device: separate, step, contact, read the position back, check contact (open /
+    short / ok); then each protocol into OUT/<wafer>/<col>_<row>_<site>/<protocol>.h5. The
+    journal OUT/<wafer>/wafer.jsonl records every device; after a crash `dendrolab wafer resume
+    OUT/<wafer>` continues. Ctrl-C or SIGTERM: instruments safe, then the needles separated.
+    """
+    from protocols.wafer import run_wafer
+
+    if bench_path is not None and sim:
+        raise ParameterError("give either --bench FILE or --sim, not both")
+    bench = _wafer_sim_bench() if sim else _resolve_bench(bench_path, False)
+    bar = _WaferProgress(wafer_id)
+    try:
+        summary = run_wafer(list(protocols), bench, wafer_id, out_dir, map_path=map_path,
+                            dies=dies, sites=sites, kind=kind, bin_skipped=bin_code,
+                            operator=operator, progress=bar)
+    finally:
+        bar.close()
+    _wafer_report(summary)
+
+
+@wafer.command("resume")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def wafer_resume(directory: Path) -> None:
+    """Continue the wafer run in DIRECTORY (OUT/<wafer>) at its first unmeasured device.
+
+    Complete run files are kept; an unfinished one is continued like `dendrolab resume` (the
+    device re-read first); every device is measured exactly once.
+    """
+    from protocols.wafer import resume_wafer
+
+    bar = _WaferProgress(directory.name)
+    try:
+        summary = resume_wafer(directory, progress=bar)
+    finally:
+        bar.close()
+    _wafer_report(summary)
+
+
 @main.command()
 @click.argument("run_file", type=click.Path(dir_okay=False, path_type=Path))
 def inspect(run_file: Path) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import getpass
 import hashlib
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from protocols.runfile import (
     StepWriter,
 )
 from protocols.safety import RunInterrupted, signals_raise
+
+log = logging.getLogger(__name__)
 
 #: Dataset of a step that records nothing else: when it finished, run clock since run start.
 DONE_DATASET = "t_done_s"
@@ -279,10 +282,28 @@ def _execute(executor: _Executor, start: int, progress: Progress | None) -> None
     instruments.check_errors()
 
 
+def safe_state_except(instruments: InstrumentSet, spare: frozenset[str]) -> None:
+    """``InstrumentSet.safe_state`` for every driver whose capability is not in ``spare``
+    (sessions resynchronised first, each driver best effort, never raises). The wafer engine
+    spares the prober: a run's own safe state must not lift the needles mid-device."""
+    if not spare:
+        instruments.safe_state()
+        return
+    instruments.resync()
+    for role in list(instruments):
+        driver = instruments[role]
+        if getattr(driver, "capability", "") in spare:
+            continue
+        try:
+            driver.safe_state()
+        except Exception as exc:  # safe_state should not raise; a bug must not stop teardown
+            log.warning("role %r: safe_state failed: %s", role, exc)
+
+
 def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None,
-            executor: _Executor, start: int) -> None:
+            executor: _Executor, start: int, spare: frozenset[str] = frozenset()) -> None:
     """Safe state first (always), then the run clock and after-snapshots, then the status."""
-    instruments.safe_state()
+    safe_state_except(instruments, spare)
     try:  # how long the run took on its clock (bench seconds on a simulator): an event
         writer.log_event(RUN_CLOCK_EVENT, {"clock": getattr(executor.clock, "kind", "custom"),
                                            "elapsed_s": executor.elapsed(),
@@ -343,7 +364,7 @@ def check_out_path(path: Path) -> None:
                            ) from None
 
 
-def _protocol_text(protocol_ref: str | Path, plan: Plan) -> str:
+def protocol_text(protocol_ref: str | Path, plan: Plan) -> str:
     """The text the plan was compiled from: a protocol file, or a built-in's file (the same
     order as ``resolve_protocol``); its hash must be the plan's, so a file edited since the
     check is caught before any I/O."""
@@ -358,6 +379,9 @@ def _protocol_text(protocol_ref: str | Path, plan: Plan) -> str:
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != plan.source_sha256:
         raise ProtocolError(f"{_echo(path)} changed after it was checked; run it again")
     return text
+
+
+_protocol_text = protocol_text  # the former private name
 
 
 def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
@@ -378,7 +402,7 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
         raise RunFileError(f"{_echo(exc.filename or '')}: cannot prepare the run file's "
                            f"directory ({exc.strerror or exc})") from None
     check_out_path(out_path)
-    protocol_text = _protocol_text(protocol_ref, plan)
+    text = protocol_text(protocol_ref, plan)
     try:
         bench_text = Path(bench_path).read_text()
         bench_resolved = str(Path(bench_path).resolve())
@@ -388,34 +412,61 @@ def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
     if on_plan is not None:
         on_plan(plan)
     with signals_raise(), InstrumentSet(config) as instruments:
-        meta = {
-            "uuid": str(uuid.uuid4()),
-            "start_time": datetime.now(timezone.utc).isoformat(),
-            "protocol": protocol_text,
-            "protocol_name": plan.protocol,
-            "figure": plan.figure,
-            "plan_hash": plan.hash,
-            "plan": plan.to_json(),
-            "bench_config": bench_text,
-            "bench_path": bench_resolved,
-            "visa_library": config.visa_library,
-            "operator": info.operator,
-            "sample_id": info.sample_id,
-            "wafer_id": info.wafer_id,
-            "die_id": info.die_id,
-            "device_id": plan.device or "",
-            **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
-        }
-        writer = RunWriter.create(out_path, meta, layout_for(plan, instruments))
-        executor = _executor(plan, instruments, writer)
-        error: BaseException | None = None
-        try:
-            _execute(executor, 0, progress)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _finish(writer, instruments, error, executor, 0)
+        run_plan(plan, instruments, out_path, protocol_text=text,
+                 bench_text=bench_text, bench_path=bench_resolved, info=info,
+                 progress=progress)
+    return out_path
+
+
+def run_plan(plan: Plan, instruments: InstrumentSet, out_path: str | Path, *,
+             protocol_text: str, bench_text: str, bench_path: str,
+             info: RunInfo | None = None, attrs: dict[str, Any] | None = None,
+             progress: Progress | None = None,
+             spare: frozenset[str] = frozenset()) -> Path:
+    """Run a checked plan on an already open instrument set into a new run file.
+
+    The caller has checked ``out_path`` (``check_out_path``) and owns the set, its signals
+    (``signals_raise``) and the instruments' final safe state. ``attrs`` are extra run
+    attributes (the wafer engine's die, subsite and position, docs/runfile.md); they may not
+    replace the runner's own. At the end (also on an exception) every instrument whose
+    capability is not in ``spare`` goes to its safe state (the wafer engine spares
+    ``"prober"``: it separates itself), then the after-snapshots and the status are written.
+    """
+    info = info or RunInfo()
+    config = instruments.config
+    meta = {
+        "uuid": str(uuid.uuid4()),
+        "start_time": datetime.now(timezone.utc).isoformat(),
+        "protocol": protocol_text,
+        "protocol_name": plan.protocol,
+        "figure": plan.figure,
+        "plan_hash": plan.hash,
+        "plan": plan.to_json(),
+        "bench_config": bench_text,
+        "bench_path": bench_path,
+        "visa_library": config.visa_library,
+        "operator": info.operator,
+        "sample_id": info.sample_id,
+        "wafer_id": info.wafer_id,
+        "die_id": info.die_id,
+        "device_id": plan.device or "",
+        **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
+    }
+    clash = sorted(set(attrs or {}) & set(meta))
+    if clash:
+        raise RunFileError(f"extra run attributes {clash} would replace the runner's own")
+    meta.update(attrs or {})
+    out_path = Path(out_path)
+    writer = RunWriter.create(out_path, meta, layout_for(plan, instruments))
+    executor = _executor(plan, instruments, writer)
+    error: BaseException | None = None
+    try:
+        _execute(executor, 0, progress)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _finish(writer, instruments, error, executor, 0, spare)
     return out_path
 
 
@@ -450,21 +501,32 @@ def resume_run(path: str | Path, *, progress: Progress | None = None,
     if on_plan is not None and pending is not None:
         on_plan(plan, pending)
     with signals_raise(), InstrumentSet(config) as instruments:
-        writer = RunWriter.resume(path)
-        start = writer.next_step
-        executor = _executor(plan, instruments, writer)
-        error: BaseException | None = None
-        try:
-            if start is not None:
-                _reread_device(executor, start)
-                _execute(executor, start, progress)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _finish(writer, instruments, error, executor,
-                    len(plan.steps) if start is None else start)
+        start = resume_plan(plan, instruments, path, progress=progress)
     return path, len(plan.steps) if start is None else start
+
+
+def resume_plan(plan: Plan, instruments: InstrumentSet, path: str | Path, *,
+                progress: Progress | None = None,
+                spare: frozenset[str] = frozenset()) -> int | None:
+    """Continue an unfinished run file on an already open instrument set (``resume_run``'s
+    core): the device is re-read, then the first unfinished step onwards are run; the ending
+    is ``run_plan``'s (safe state except ``spare`` capabilities, snapshots, status).
+    Returns the step it continued from (None when every step was already done)."""
+    writer = RunWriter.resume(path)
+    start = writer.next_step
+    executor = _executor(plan, instruments, writer)
+    error: BaseException | None = None
+    try:
+        if start is not None:
+            _reread_device(executor, start)
+            _execute(executor, start, progress)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _finish(writer, instruments, error, executor,
+                len(plan.steps) if start is None else start, spare)
+    return start
 
 
 def _reread_device(executor: _Executor, start: int) -> None:
@@ -505,4 +567,5 @@ def read_points(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 __all__ = ["RUN_CLOCK_EVENT", "RunInfo", "check_out_path", "layout_for", "prepare",
-           "read_points", "resume_run", "run_clock_s", "run_protocol"]
+           "protocol_text", "read_points", "resume_plan", "resume_run", "run_clock_s", "run_plan",
+           "run_protocol", "safe_state_except"]
