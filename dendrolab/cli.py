@@ -340,9 +340,38 @@ def _wafer_report(summary) -> None:
         click.echo(f"  skipped {device}: {reason}")
 
 
+def _operator_prompt(text: str) -> str:
+    """The manual station's question, on stderr below the progress bar; the answer from stdin.
+    End of input is an abort (the wafer stays resumable), never a traceback."""
+    from instruments.prober import OperatorAbort
+
+    click.echo("", err=True)
+    try:
+        return str(click.prompt(text, default="", show_default=False, err=True))
+    except click.exceptions.Abort:
+        raise OperatorAbort("no answer from the operator (end of input)") from None
+
+
+def _wafer_pass(call, bar: _WaferProgress):
+    """Run one wafer pass; an operator's abort prints what was done and how to continue,
+    exit 1 (the wafer is resumable, nothing is wrong with the input)."""
+    from protocols.wafer import WaferAborted
+
+    try:
+        try:
+            return call()
+        finally:
+            bar.close()
+    except WaferAborted as exc:
+        _wafer_report(exc.summary)
+        click.echo(f"aborted: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
+
+
 @main.group(cls=_Group)
 def wafer() -> None:
-    """Unattended runs over a wafer map on a probe station (role `prober` of the bench)."""
+    """Unattended runs over a wafer map on a probe station (role `prober` of the bench), or
+    operator-placed needles on a manual station (`--manual`)."""
 
 
 @wafer.command("run")
@@ -366,15 +395,23 @@ def wafer() -> None:
 @click.option("--bin", "bin_code", type=int, default=None,
               help="Bin code given on the station to every skipped die.")
 @click.option("--operator", default=None, help="Operator name stored in the run files.")
+@click.option("--manual", is_flag=True,
+              help="Manual station: prompt the operator to place the needles on each device "
+                   "(Enter = in contact, s = skip, a = abort); needs explicit --dies and "
+                   "--sites, and only role `smu`.")
 def wafer_run(protocols: tuple[str, ...], bench_path: Path | None, sim: bool, wafer_id: str,
               map_path: str | None, dies: str, sites: str, out_dir: Path, kind: str,
-              bin_code: int | None, operator: str | None) -> None:
+              bin_code: int | None, operator: str | None, manual: bool) -> None:
     """Run PROTOCOL... at every selected device of a wafer, one run file per device and protocol.
 
     At each device: separate, step, contact, read the position back, check contact (open /
     short / ok); then each protocol into OUT/<wafer>/<col>_<row>_<site>/<protocol>.h5. The
     journal OUT/<wafer>/wafer.jsonl records every device; after a crash `dendrolab wafer resume
     OUT/<wafer>` continues. Ctrl-C or SIGTERM: instruments safe, then the needles separated.
+
+    With --manual the operator is asked at each device of --dies x --sites to place the needles
+    and confirm, skip (journalled 'operator skipped') or abort (exit 1; instruments safe,
+    `dendrolab wafer resume` asks again from the next unmeasured device).
     """
     from protocols.wafer import run_wafer
 
@@ -382,12 +419,10 @@ def wafer_run(protocols: tuple[str, ...], bench_path: Path | None, sim: bool, wa
         raise ParameterError("give either --bench FILE or --sim, not both")
     bench = _wafer_sim_bench() if sim else _resolve_bench(bench_path, False)
     bar = _WaferProgress(wafer_id)
-    try:
-        summary = run_wafer(list(protocols), bench, wafer_id, out_dir, map_path=map_path,
-                            dies=dies, sites=sites, kind=kind, bin_skipped=bin_code,
-                            operator=operator, progress=bar)
-    finally:
-        bar.close()
+    summary = _wafer_pass(lambda: run_wafer(
+        list(protocols), bench, wafer_id, out_dir, map_path=map_path, dies=dies, sites=sites,
+        kind=kind, bin_skipped=bin_code, operator=operator, progress=bar, manual=manual,
+        prompt=_operator_prompt if manual else None), bar)
     _wafer_report(summary)
 
 
@@ -397,15 +432,14 @@ def wafer_resume(directory: Path) -> None:
     """Continue the wafer run in DIRECTORY (OUT/<wafer>) at its first unmeasured device.
 
     Complete run files are kept; an unfinished one is continued like `dendrolab resume` (the
-    device re-read first); every device is measured exactly once.
+    device re-read first); every device is measured exactly once. A manual wafer (run with
+    --manual) prompts the operator again, from the next unmeasured device.
     """
     from protocols.wafer import resume_wafer
 
     bar = _WaferProgress(directory.name)
-    try:
-        summary = resume_wafer(directory, progress=bar)
-    finally:
-        bar.close()
+    summary = _wafer_pass(lambda: resume_wafer(directory, progress=bar,
+                                               prompt=_operator_prompt), bar)
     _wafer_report(summary)
 
 

@@ -18,6 +18,13 @@ one that does not exist (the runner creates files atomically) is run from the st
 
 Every exit path (error, exception, Ctrl-C, SIGTERM via ``signals_raise``) puts the instruments
 in their safe state first and then separates the prober.
+
+Manual mode (``manual=True``, a station without remote control): the device list is the explicit
+``dies`` x ``sites`` (there is no route to walk), the prober is a ``ManualProber`` over it that
+prompts the operator at each device (the bench needs no ``prober`` role, only ``smu``); a skip is
+journalled with reason ``operator skipped``; an abort (``WaferAborted``) leaves the instruments
+safe and the journal closed, and ``resume_wafer`` (manual mode is in the journal's header)
+prompts again from the next unmeasured device.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ import numpy as np
 
 from dendrolab.errors import DendrolabError, ParameterError, RunFileError, clip
 from instruments.bench_config import BenchConfig, InstrumentSet, load_bench_config
+from instruments.prober import ManualProber, OperatorAbort
 from protocols.plan import Plan
 from protocols.runfile import RunReader
 from protocols.runner import (
@@ -61,6 +69,8 @@ SITE_NAMES: tuple[str, ...] = tuple(f"D{r}{c}" for r in range(4) for c in range(
 DEVICE_KINDS = ("dendrite", "soma", "synapse", "unit")
 _WAFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SPARE = frozenset({"prober"})
+#: The journalled reason of a device the operator of a manual station skipped.
+OPERATOR_SKIPPED = "operator skipped"
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,16 @@ class WaferEvent:
 
 
 WaferProgress = Callable[[WaferEvent], None]
+
+
+class WaferAborted(OperatorAbort):
+    """The operator of a manual station aborted the wafer: the instruments are safe, the
+    journal is closed, ``resume_wafer(summary.directory)`` continues at the next unmeasured
+    device. ``summary`` counts what was done before the abort."""
+
+    def __init__(self, message: str, summary: WaferSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -288,18 +308,45 @@ class _Job:
     bin_skipped: int | None
     contact: ContactCheck
     operator: str | None = None
+    manual: bool = False
 
     @property
     def names(self) -> list[str]:
         return [p.protocol for p in self.plans]
 
 
-def _check_bench(config: BenchConfig, bench_path: Path) -> None:
+def _check_bench(config: BenchConfig, bench_path: Path, manual: bool = False) -> None:
+    if manual:
+        if CONTACT_ROLE not in config.roles:
+            raise ParameterError(f"{clip(str(bench_path), 120)}: the bench has no role "
+                                 f"{CONTACT_ROLE!r}; a manual wafer run needs "
+                                 f"'{CONTACT_ROLE}' (the SMU on the needles)")
+        return
     for role in (PROBER_ROLE, CONTACT_ROLE):
         if role not in config.roles:
             raise ParameterError(f"{clip(str(bench_path), 120)}: the bench has no role "
                                  f"{role!r}; a wafer run needs '{PROBER_ROLE}' (the probe "
                                  f"station) and '{CONTACT_ROLE}' (the SMU on the needles)")
+
+
+def _manual_devices(dies: list[tuple[int, int]] | None, sites: list[int] | None
+                    ) -> list[Device]:
+    """Manual mode's device list: every given die (in order) x every given subsite; both must
+    be explicit (a manual station has no route to walk). Ranges are checked as the
+    ``ManualProber`` checks them."""
+    if dies is None:
+        raise ParameterError("--manual needs --dies: explicit col,row pairs (e.g. '3,4;5,6'); "
+                             "a manual station has no route to walk")
+    if sites is None:
+        raise ParameterError("--manual needs --sites: explicit subsite indices or names "
+                             "(e.g. '0,1' or 'D00,D11')")
+    devices = [(int(c), int(r), int(s)) for c, r in dies for s in sites]
+    ManualProber(devices, prompt=_no_prompt)   # the prober's own range checks, before any I/O
+    return devices
+
+
+def _no_prompt(text: str) -> str:
+    raise AssertionError("no prompt expected here")  # pragma: no cover
 
 
 def _compile(refs: Sequence[str], bench_path: Path) -> tuple[list[Plan], list[str]]:
@@ -330,8 +377,13 @@ def run_wafer(protocols: Sequence[str], bench_path: str | Path, wafer_id: str,
               out_dir: str | Path, *, map_path: str | None = None, dies: str | None = None,
               sites: str | None = None, kind: str = "dendrite", bin_skipped: int | None = None,
               contact: ContactCheck | None = None, operator: str | None = None,
-              progress: WaferProgress | None = None) -> WaferSummary:
+              progress: WaferProgress | None = None, manual: bool = False,
+              prompt: Callable[[str], str] | None = None) -> WaferSummary:
     """Measure every selected device of a wafer with each protocol; returns the summary.
+
+    ``manual``: no remote prober; ``dies`` and ``sites`` must be explicit, the operator is asked
+    through ``prompt(text) -> answer`` (``ManualProber``; default a terminal prompt) to place
+    the needles on each device, and may skip it or abort (``WaferAborted``, resumable).
 
     Everything that can be checked without instruments is checked first (protocols against the
     bench, the bench's ``prober`` and ``smu`` roles, ``dies``/``sites`` syntax, the wafer id,
@@ -346,9 +398,16 @@ def run_wafer(protocols: Sequence[str], bench_path: str | Path, wafer_id: str,
     if kind not in DEVICE_KINDS:
         raise ParameterError(f"device kind {clip(kind, 30)!r}: one of {', '.join(DEVICE_KINDS)}")
     die_list, site_list = parse_dies(dies), parse_sites(sites)
+    if manual:
+        _manual_devices(die_list, site_list)
+        if map_path is not None:
+            raise ParameterError("--map: a manual station has no map to load; give --dies and "
+                                 "--sites")
+        if bin_skipped is not None:
+            raise ParameterError("--bin: a manual station has no bins to set")
     bench_path = Path(bench_path)
     bench_text, config = _read_bench(bench_path)
-    _check_bench(config, bench_path)
+    _check_bench(config, bench_path, manual)
     plans, texts = _compile(list(protocols), bench_path)
     directory = Path(out_dir) / wafer_id
     journal_path = directory / JOURNAL
@@ -359,9 +418,9 @@ def run_wafer(protocols: Sequence[str], bench_path: str | Path, wafer_id: str,
     check_out_path_dir(directory)
     job = _Job(directory, wafer_id, bench_path, bench_text, config, list(protocols), plans,
                texts, map_path, die_list, site_list, kind, bin_skipped, contact or ContactCheck(),
-               operator)
+               operator, manual)
     try:
-        return _Engine(job, None, progress).run()
+        return _Engine(job, None, progress, prompt).run()
     finally:
         if not journal_path.exists():  # failed before the route was read: leave nothing
             try:
@@ -381,12 +440,13 @@ def check_out_path_dir(directory: Path) -> None:
     check_out_path(directory / JOURNAL)
 
 
-def resume_wafer(directory: str | Path, *, progress: WaferProgress | None = None
-                 ) -> WaferSummary:
+def resume_wafer(directory: str | Path, *, progress: WaferProgress | None = None,
+                 prompt: Callable[[str], str] | None = None) -> WaferSummary:
     """Continue a wafer run from its journal: the first device not done or skipped onwards.
 
     The protocols and the bench must be unchanged since the start (their texts' hashes are in
-    the journal's header).
+    the journal's header). A manual run (the header's ``manual``) is resumed in manual mode:
+    ``prompt`` asks the operator again, from the next unmeasured device.
     """
     directory = Path(directory)
     journal_path = directory / JOURNAL
@@ -405,7 +465,8 @@ def resume_wafer(directory: str | Path, *, progress: WaferProgress | None = None
     if _sha(bench_text) != head["bench_sha256"]:
         raise RunFileError(f"the bench file {clip(str(bench_path), 120)} changed since the "
                            "wafer run started; resume needs the same bench")
-    _check_bench(config, bench_path)
+    manual = bool(head.get("manual", False))
+    _check_bench(config, bench_path, manual)
     plans, texts = _compile([p["ref"] for p in head["protocols"]], bench_path)
     for p, text in zip(head["protocols"], texts, strict=True):
         if _sha(text) != p["sha256"]:
@@ -415,16 +476,18 @@ def resume_wafer(directory: str | Path, *, progress: WaferProgress | None = None
                [p["ref"] for p in head["protocols"]], plans, texts, head.get("map"),
                [tuple(d) for d in head["dies"]] if head.get("dies") is not None else None,
                head.get("sites"), head["kind"], head.get("bin_skipped"),
-               ContactCheck(**head["contact"]), head.get("operator"))
-    return _Engine(job, records, progress).run()
+               ContactCheck(**head["contact"]), head.get("operator"), manual)
+    return _Engine(job, records, progress, prompt).run()
 
 
 class _Engine:
     """One pass over the wafer on one open instrument set (a fresh run or a resume)."""
 
     def __init__(self, job: _Job, records: list[dict[str, Any]] | None,
-                 progress: WaferProgress | None) -> None:
+                 progress: WaferProgress | None,
+                 prompt: Callable[[str], str] | None = None) -> None:
         self.job = job
+        self.prompt = prompt
         self.records = records
         self.progress = progress
         self.journal: WaferJournal | None = None
@@ -443,6 +506,7 @@ class _Engine:
                           for r, p, t in zip(j.refs, j.plans, j.texts, strict=True)],
             "map": j.map_path, "dies": j.dies, "sites": j.sites, "kind": j.kind,
             "bin_skipped": j.bin_skipped, "contact": asdict(j.contact), "operator": j.operator,
+            "manual": j.manual,
         }
 
     def _emit(self, **kw: Any) -> None:
@@ -458,11 +522,18 @@ class _Engine:
     # -- the pass ------------------------------------------------------------------------
     def run(self) -> WaferSummary:
         j = self.job
-        with signals_raise(), InstrumentSet(j.config) as instruments:
+        config = j.config
+        if j.manual:  # a remote prober on the bench stays closed: the operator places needles
+            config = replace(config, roles={k: v for k, v in config.roles.items()
+                                            if k != PROBER_ROLE})
+        with signals_raise(), InstrumentSet(config) as instruments:
             self.instruments = instruments
-            prober = instruments[PROBER_ROLE]
+            prober: Any = None if j.manual else instruments[PROBER_ROLE]
             try:
                 devices = self._devices(prober)
+                if j.manual:
+                    prober = (ManualProber(devices) if self.prompt is None
+                              else ManualProber(devices, prompt=self.prompt))
                 self.summary.total = len(devices)
                 states = device_states(self.records or [])
                 for state in states.values():
@@ -480,13 +551,19 @@ class _Engine:
                 prober.separate()
                 self._log({"type": "end", "time": _now(), "done": self.summary.done,
                            "skipped": self.summary.skipped})
-            except BaseException:
+            except BaseException as exc:
                 # the instruments' safe state first, then the needles up
                 safe_state_except(instruments, _SPARE)
-                try:
-                    prober.safe_state()
-                except Exception:
-                    pass
+                if prober is not None:
+                    try:
+                        prober.safe_state()
+                    except Exception:
+                        pass
+                if isinstance(exc, OperatorAbort) and self.journal is not None:
+                    self._log({"type": "abort", "time": _now(), "reason": str(exc)})
+                    raise WaferAborted(f"{exc}; `dendrolab wafer resume "
+                                       f"{clip(str(j.directory), 120)}` continues",
+                                       self.summary) from None
                 raise
             finally:
                 if self.journal is not None:
@@ -497,6 +574,20 @@ class _Engine:
         """The selected devices in route order; opens (or creates) the journal."""
         j = self.job
         route = next((r for r in self.records or [] if r.get("type") == "route"), None)
+        if j.manual:
+            if route is None:
+                devices = _manual_devices(j.dies, j.sites)
+                route = {"type": "route", "manual": True, "dies": [list(d) for d in j.dies or []],
+                         "n_sites": None, "devices": [list(d) for d in devices]}
+                if self.records is None:
+                    self.journal = WaferJournal.create(j.directory / JOURNAL, self._header())
+                else:
+                    self.journal = WaferJournal.reopen(j.directory / JOURNAL)
+                self._log(route)
+            else:
+                self.journal = WaferJournal.reopen(j.directory / JOURNAL)
+                self._log({"type": "resume", "time": _now()})
+            return [tuple(d) for d in route["devices"]]  # type: ignore[misc]
         remote = getattr(prober, "remote_mode", None)
         if callable(remote):
             remote()
@@ -523,7 +614,12 @@ class _Engine:
         col, row, site = device
         self._emit(kind="device", index=index, device=device)
         prober.separate()                        # never step with the needles down
-        prober.goto(col, row, site)
+        placed = prober.goto(col, row, site)
+        if placed is None:                       # a manual station's operator skipped it
+            self._skip(prober, index, device, {"type": "device", "col": col, "row": row,
+                                               "site": site, "label": site_label(site)},
+                       OPERATOR_SKIPPED)
+            return
         prober.contact()
         pos = prober.where()                     # re-read and record where we really are
         where = {"x_um": pos.x_um, "y_um": pos.y_um, "z_um": pos.z_um}
@@ -688,9 +784,11 @@ def journal_devices(directory: str | Path) -> Iterator[dict[str, Any]]:
 __all__ = [
     "CONTACT_ROLE",
     "JOURNAL",
+    "OPERATOR_SKIPPED",
     "PROBER_ROLE",
     "SITE_NAMES",
     "ContactCheck",
+    "WaferAborted",
     "WaferEvent",
     "WaferJournal",
     "WaferSummary",

@@ -14,9 +14,9 @@ from protocols.runfile import RunReader
 from protocols.wafer import JOURNAL, journal_devices
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def run(*args: str, cwd=None, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dendrolab", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, timeout=300, input=stdin)
 
 
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
@@ -97,3 +97,49 @@ def test_unknown_die_is_one_line_and_writes_nothing(tmp_path) -> None:
 
 def test_resume_of_a_folder_without_a_journal(tmp_path) -> None:
     one_line_error(run("wafer", "resume", str(tmp_path)), "no wafer journal")
+
+
+# ---------------------------------------------------------------------------------------------
+# --manual: the operator answers on stdin
+
+
+def test_manual_without_dies_is_one_line_and_opens_nothing(tmp_path, dead_bench) -> None:
+    out = tmp_path / "out"
+    base = ["wafer", "run", "wafer-iv", "--bench", str(dead_bench), "--wafer", "W1",
+            "--out", str(out), "--manual"]
+    one_line_error(run(*base, "--sites", "0,1"), "--manual needs --dies")
+    one_line_error(run(*base, "--dies", "3,4;5,6"), "--manual needs --sites")
+    one_line_error(run(*base, "--dies", "3,4", "--sites", "0", "--map", "x.map"), "--map")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_manual_skip_abort_then_resume_end_to_end(tmp_path) -> None:
+    """On the packaged simulated bench with nobody touching the needles down: a confirmed
+    device reads open at the contact check, a skipped one is journalled 'operator skipped', an
+    abort exits 1 with the resume hint; the resume asks only about the device left."""
+    out = tmp_path / "wafers"
+    first = run("wafer", "run", "wafer-iv", "--sim", "--wafer", "WM", "--out", str(out),
+                "--manual", "--dies", "2,0;3,0;4,0", "--sites", "D00", stdin="\ns\na\n")
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "[3/3] place the needles on die (4, 0) site 0" in first.stderr
+    assert "aborted: operator aborted at die (4, 0) site 0" in first.stderr
+    assert "wafer resume" in first.stderr
+    assert "0 done, 2 skipped of 3 devices" in first.stdout
+    directory = out / "WM"
+    states = {(r["col"], r["row"], r["site"]): r for r in journal_devices(directory)}
+    assert {d: (r["state"], r["reason"]) for d, r in states.items()} == {
+        (2, 0, 0): ("skipped", "contact: open"), (3, 0, 0): ("skipped", "operator skipped")}
+    again = run("wafer", "resume", str(directory), stdin="s\n")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("place the needles") == 1 and "die (4, 0)" in again.stderr
+    assert "0 done, 3 skipped of 3 devices" in again.stdout
+    # a finished wafer asks nothing
+    done = run("wafer", "resume", str(directory), stdin="")
+    assert done.returncode == 0 and "place the needles" not in done.stderr
+    # end of input is an abort too (resumable), never a traceback
+    eof = run("wafer", "run", "read", "--sim", "--wafer", "WE", "--out", str(out), "--manual",
+              "--dies", "2,0", "--sites", "0", stdin="")
+    assert eof.returncode == 1 and "Traceback" not in eof.stderr
+    assert "aborted: no answer from the operator" in eof.stderr
+    assert (out / "WE" / JOURNAL).exists() and not list((out / "WE").rglob("*.h5"))

@@ -481,3 +481,179 @@ def test_the_same_engine_on_the_velox_dialect(tmp_path) -> None:
         want = {DEFECT_SHORTED: "skipped", DEFECT_OPEN: "skipped"}.get(int(defect), "done")
         assert state["state"] == want, device
     assert rm.visalib.bench.station("velox").contact is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Manual mode: an operator places the needles (here a scripted prompt that touches the
+# simulated station down at the announced device, as an operator's hand would)
+
+SMU_ONLY = ('visa_library: "sim.yaml@dendrosim"\ninstruments:\n'
+            '  smu: {{address: "{smu}", model: "2450"}}\n')
+
+
+class Operator:
+    """A scripted operator: answers per device (default Enter, in contact); before confirming it
+    puts the simulated needles down on the device the prompt names, before anything else it
+    lifts them. Records the devices it was asked about, in order."""
+
+    def __init__(self, station, answers: dict | None = None) -> None:
+        self.station, self.answers, self.asked = station, answers or {}, []
+
+    def __call__(self, text: str) -> str:
+        import re
+
+        m = re.search(r"die \((-?\d+), (-?\d+)\) site (\d+)", text)
+        assert m is not None, text
+        device = tuple(int(g) for g in m.groups())
+        self.asked.append(device)
+        answer = self.answers.get(device, "")
+        wafer = self.station.wafer
+        col, row, site = device
+        if answer == "":
+            die = int(wafer.dies["die"][(wafer.dies["col"] == col) & (wafer.dies["row"] == row)][0])
+            self.station.touch_down(die, wafer.site_names[site])
+        else:
+            self.station.lift()
+        return answer
+
+
+def test_manual_mode_measures_the_confirmed_devices_and_journals_a_skip(tmp_path, monkeypatch
+                                                                        ) -> None:
+    from instruments.prober import Prober
+
+    def refuse(self, *a, **k):
+        raise AssertionError("the remote prober was opened in manual mode")
+
+    monkeypatch.setattr(Prober, "__init__", refuse)
+    bench = make_bench(tmp_path / "bench", d0=0.0)     # has a `prober` role: left closed
+    _, simbench = sim_bench(bench)
+    station = simbench.station("sentio")
+    op = Operator(station, {(3, 0, 0): "s"})
+    summary = run_wafer(["wafer-iv"], bench, "WM", tmp_path / "out", dies="2,0;3,0",
+                        sites="0,D11", manual=True, prompt=op)
+    devices = [(2, 0, 0), (2, 0, 5), (3, 0, 0), (3, 0, 5)]
+    assert op.asked == devices                                  # each device once, in order
+    assert (summary.done, summary.skipped, summary.total) == (3, 1, 4)
+    assert summary.reasons == {"3_0_0": "operator skipped"}
+    directory = tmp_path / "out" / "WM"
+    recs = records(directory)
+    assert recs[0]["manual"] is True
+    states = {(r["col"], r["row"], r["site"]): r for r in journal_devices(directory)}
+    assert states[(3, 0, 0)]["state"] == "skipped"
+    assert states[(3, 0, 0)]["reason"] == "operator skipped"
+    assert not run_file(directory, (3, 0, 0), "wafer-iv").exists()
+    measured = [d for d in devices if d != (3, 0, 0)]
+    # the closed loop reached the confirmed site: the contact read follows that site's scale
+    wafer = station.wafer
+    scale = wafer.scale_for("dendrite", wafer_sites(wafer, measured))["g_off_s"]
+    g_off = load_models().dendrite.g_off_s
+    contact = np.array([states[d]["contact_a"] for d in measured])
+    np.testing.assert_allclose(contact / (g_off * math.sinh(0.1)), scale, rtol=1e-3)
+    assert len(set(np.round(scale, 6))) == 3                    # distinct sites: can fail
+    for device in measured:
+        assert states[device]["state"] == "done"
+        with RunReader(run_file(directory, device, "wafer-iv")) as reader:
+            a = reader.attrs
+            assert reader.status == "completed"
+            assert (a["die_col"], a["die_row"], a["subsite_id"]) == device
+            assert a["subsite_label"] == ("D00" if device[2] == 0 else "D11")
+            assert a["wafer_id"] == "WM"
+            assert math.isnan(a["x_um"]) and math.isnan(a["y_um"])   # no read-back by hand
+    station.lift()
+
+
+def test_manual_abort_is_clean_and_resume_prompts_from_the_next_device(tmp_path) -> None:
+    from protocols.wafer import WaferAborted
+
+    folder = tmp_path / "bench"
+    make_bench(folder, d0=0.0)
+    bench = folder / "smu-only.yaml"                            # no `prober` role at all
+    bench.write_text(SMU_ONLY.format(smu=SMU))
+    _, simbench = sim_bench(bench)
+    station = simbench.station("sentio")
+    op = Operator(station, {(3, 0, 0): "a"})
+    out = tmp_path / "out"
+    with pytest.raises(WaferAborted, match=r"die \(3, 0\).*wafer resume") as info:
+        run_wafer(["wafer-iv", "read"], bench, "WA", out, dies="2,0;3,0;4,0", sites="0",
+                  manual=True, prompt=op)
+    assert info.value.summary.done == 1
+    directory = out / "WA"
+    assert op.asked == [(2, 0, 0), (3, 0, 0)]
+    assert smu_output(bench) == "0"                             # instruments safe
+    recs = records(directory)
+    assert recs[-1]["type"] == "abort"                          # journal closed after it
+    states = {(r["col"], r["row"], r["site"]): r["state"] for r in journal_devices(directory)}
+    assert states == {(2, 0, 0): "done"}
+    op2 = Operator(station)
+    summary = resume_wafer(directory, prompt=op2)
+    assert op2.asked == [(3, 0, 0), (4, 0, 0)]                  # from the next unmeasured one
+    assert (summary.done, summary.skipped, summary.measured_now) == (3, 0, 2)
+    recs = records(directory)
+    done = [(r["col"], r["row"], r["site"]) for r in recs
+            if r.get("type") == "device" and r["state"] == "done"]
+    assert sorted(done) == [(2, 0, 0), (3, 0, 0), (4, 0, 0)]    # exactly once each
+    ran = [(r["col"], r["row"], r["protocol"]) for r in recs
+           if r.get("type") == "run" and r["how"] == "ran"]
+    assert len(ran) == len(set(ran)) == 6
+    for device in ((2, 0, 0), (3, 0, 0), (4, 0, 0)):
+        with RunReader(run_file(directory, device, "read")) as reader:
+            assert reader.status == "completed" and reader.attrs["die_col"] == device[0]
+    # a finished manual wafer resumes without asking anyone
+    resume_wafer(directory, prompt=Operator(station, {}))
+    station.lift()
+
+
+def test_manual_sigterm_mid_device_then_resume_asks_for_that_device_again(tmp_path) -> None:
+    folder = tmp_path / "bench"
+    make_bench(folder, d0=0.0)
+    bench = folder / "smu-only.yaml"
+    bench.write_text(SMU_ONLY.format(smu=SMU))
+    _, simbench = sim_bench(bench)
+    station = simbench.station("sentio")
+
+    def progress(event) -> None:
+        if event.kind == "step" and event.index == 1 and event.protocol == "read" and \
+                event.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(RunInterrupted):
+        run_wafer(["wafer-iv", "read"], bench, "WT", tmp_path / "out", dies="2,0;3,0",
+                  sites="0", manual=True, prompt=Operator(station), progress=progress)
+    directory = tmp_path / "out" / "WT"
+    assert smu_output(bench) == "0"
+    states = {(r["col"], r["row"], r["site"]): r["state"] for r in journal_devices(directory)}
+    assert states == {(2, 0, 0): "done", (3, 0, 0): "measuring"}
+    station.lift()                       # the operator lifted the needles meanwhile
+    op = Operator(station)
+    summary = resume_wafer(directory, prompt=op)
+    assert op.asked == [(3, 0, 0)] and summary.done == 2 and summary.measured_now == 1
+    with RunReader(run_file(directory, (3, 0, 0), "read")) as reader:
+        assert reader.status == "completed"
+        assert len(reader.step(1).arrays["current_a"]) == 10
+        assert any(e["kind"] == "resume_reread" for e in reader.events())
+    station.lift()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"dies": None, "sites": "0"}, "--manual needs --dies"),
+    ({"dies": "all", "sites": "0"}, "--manual needs --dies"),
+    ({"dies": "2,0", "sites": "all"}, "--manual needs --sites"),
+    ({"dies": "2,0", "sites": "0", "map_path": "x.map"}, "--map"),
+    ({"dies": "2,0", "sites": "0", "bin_skipped": 3}, "--bin"),
+    ({"dies": "20000,0", "sites": "0"}, "col"),
+])
+def test_manual_bad_input_raises_before_any_io(tmp_path, no_io, kw, match) -> None:
+    bench = make_bench(tmp_path / "bench")
+    with pytest.raises(ParameterError, match=match):
+        run_wafer(["wafer-iv"], bench, "W1", tmp_path / "out", manual=True,
+                  prompt=lambda text: "", **kw)
+    assert not (tmp_path / "out" / "W1").exists()
+
+
+def test_manual_mode_needs_an_smu_but_no_prober(tmp_path, no_io) -> None:
+    bench = tmp_path / "b.yaml"
+    bench.write_text('visa_library: "@dendrosim"\ninstruments:\n'
+                     '  meter: {address: "USB0::0x05E6::0x2450::04488850::INSTR"}\n')
+    with pytest.raises(ParameterError, match="no role 'smu'"):
+        run_wafer(["wafer-iv"], bench, "W1", tmp_path / "out", dies="2,0", sites="0",
+                  manual=True)
