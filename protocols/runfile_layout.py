@@ -476,7 +476,8 @@ def open_checked(path: str | os.PathLike[str], mode: str, **kw: Any) -> h5py.Fil
     try:
         h5 = h5py.File(path, mode, **kw)
     except OSError as exc:
-        if "lock" in str(exc) or "already open" in str(exc):
+        text = str(exc)  # (a truncated file's message says "sblock": match the lock's words)
+        if "unable to lock" in text or "already open" in text:
             raise RunFileError(f"run file {path} is open for writing elsewhere ({exc}); "
                                "readers may pass live=True") from exc
         raise RunFileError(f"{path} is not a readable HDF5 file: {exc}") from exc

@@ -713,3 +713,15 @@ def test_torn_slot_chunks_read_as_missing(run_path):
     with RunReader(run_path) as r:
         assert [e["kind"] for e in r.events()] == ["first", "resume", "third"]
         assert r.instruments["smu"].settings_after == {"nplc": 3.0}
+
+
+def test_a_truncated_file_is_called_unreadable_not_locked(run_path):
+    """HDF5's truncated-file message contains "sblock": it must not read as a lock."""
+    with RunWriter.create(run_path, meta(), layout()) as writer:
+        write_all(writer)
+    data = run_path.read_bytes()
+    run_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunFileError) as err:
+        RunReader(run_path)
+    assert "not a readable HDF5 file" in str(err.value)
+    assert "open for writing elsewhere" not in str(err.value)

@@ -1,0 +1,628 @@
+"""Device metrics from run files: one tidy long table, one row per run x metric.
+
+Why: a run file holds raw currents; a device scientist wants the handful of numbers the paper and
+the network simulator speak in (ON/OFF ratio, I-V nonlinearity, relaxation time, thresholds,
+conductance window). Each built-in protocol gets one extractor that knows its step names; runs of
+any other protocol get the generic extractor (mean |I| per step). Every number carries its unit
+and a fit-quality flag (``ok`` / ``poor`` / ``failed``, with a reason), so a bad fit is visible in
+the table instead of silently looking like data. Run files are read only through
+``protocols.runfile_reader.RunReader`` (the analysis contract in ARCHITECTURE.md).
+
+Two I-V nonlinearities appear here and must not be mixed:
+
+* ``iv_ratio`` = I(V)/I(V/2), the NeuroSim-style I-V nonlinearity (V = largest swept voltage);
+* ``branch_a`` / ``branch_nl``: the parameter ``a`` of the authors' dendrite branch function
+  f(u) = (e^(a u) - 1)/(e^a - 1) fitted to the normalised I-V, and NL = a/(50 + a), the number the
+  network code takes (``a = 50 NL/(1 - NL)``). Normalisation (``normalise_iv``): keep the points of
+  the polarity with the larger |V| (V != 0), take |V| and |I|, u = |V|/max|V| and
+  y = |I|/|I(max|V|)|, averaging repeated points at max|V|. So f(1) = 1 by construction. For an
+  exact branch function I(V)/I(V/2) = e^(a/2) + 1.
+
+Neither is the synapse LTP/LTD nonlinearity NeuroSim calls ``NL_LTP``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dendrolab.errors import DendrolabError, RunFileError
+from protocols.runfile_reader import RunReader, StepData
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OK, POOR, FAILED = "ok", "poor", "failed"
+
+#: Columns of the table ``extract`` returns, in order.
+COLUMNS = ["uuid", "path", "protocol", "device_id", "wafer_id", "die_col", "die_row",
+           "subsite_label", "step", "loop_vars", "metric", "value", "unit", "quality", "reason"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One extracted number with its unit and fit-quality flag.
+
+    ``reason`` says why a metric is not ok; on an ok row it may name the definition used.
+    """
+
+    name: str
+    value: float
+    unit: str
+    quality: str = OK
+    reason: str = ""
+    step: str = ""
+    loop_vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Result of a pure fitting function: parameters, a quality flag and its reason."""
+
+    params: dict[str, float]
+    quality: str
+    reason: str = ""
+
+
+def _failed(reason: str, *names: str) -> Fit:
+    return Fit({n: math.nan for n in names}, FAILED, reason)
+
+
+# ---------------------------------------------------------------------------- pure functions
+def branch_function(u: np.ndarray | float, a: float) -> np.ndarray:
+    """f(u) = (e^(a u) - 1)/(e^a - 1), evaluated without overflow; a = 0 gives f(u) = u."""
+    u = np.asarray(u, dtype=float)
+    if abs(a) < 1e-9:
+        return u.copy()
+    if a > 0:  # e^(a(u-1)) (1 - e^(-a u)) / (1 - e^(-a)): no overflow for large a
+        return np.exp(a * (u - 1.0)) * (-np.expm1(-a * u)) / (-np.expm1(-a))
+    return np.expm1(a * u) / np.expm1(a)
+
+
+def nl_from_a(a: float) -> float:
+    """The network's dendrite nonlinearity NL = a/(50 + a) (inverse of a = 50 NL/(1 - NL))."""
+    return a / (50.0 + a) if a > -50.0 else math.nan
+
+
+def normalise_iv(v: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(u, y) in [0, 1] from an I-V branch, as the module docstring states; may return empty."""
+    v, i = np.asarray(v, dtype=float), np.asarray(i, dtype=float)
+    good = np.isfinite(v) & np.isfinite(i) & (v != 0)
+    v, i = v[good], i[good]
+    if v.size == 0:
+        return v, i
+    pos, neg = v[v > 0], v[v < 0]
+    sign = 1.0 if (pos.max() if pos.size else 0.0) >= (-neg.min() if neg.size else 0.0) else -1.0
+    keep = sign * v > 0
+    av, ai = np.abs(v[keep]), np.abs(i[keep])
+    vmax = av.max()
+    at_max = np.isclose(av, vmax, rtol=1e-9, atol=0)
+    imax = float(ai[at_max].mean())
+    if imax <= 0:
+        return np.array([]), np.array([])
+    return av / vmax, ai / imax
+
+
+def iv_ratio(v: np.ndarray, i: np.ndarray) -> Fit:
+    """I(V)/I(V/2) with V the largest |V| of the branch (I(V/2) linearly interpolated)."""
+    u, y = normalise_iv(v, i)
+    if u.size < 3:
+        return _failed("fewer than 3 nonzero points of one polarity", "ratio")
+    order = np.argsort(u, kind="stable")
+    u, y = u[order], y[order]
+    if u.min() > 0.5:
+        return _failed("no point at or below V/2", "ratio")
+    half = float(np.interp(0.5, u, y))
+    if half <= 0:
+        return _failed("I(V/2) is zero (below the current resolution)", "ratio")
+    return Fit({"ratio": 1.0 / half}, OK)
+
+
+def fit_branch_a(v: np.ndarray, i: np.ndarray, *, a_bounds: tuple[float, float] = (-49.0, 500.0),
+                 rms_ok: float = 0.03) -> Fit:
+    """Least-squares ``a`` of the branch function on the normalised I-V, with NL = a/(50+a).
+
+    Quality: ``ok`` if the rms residual in y is below ``rms_ok``, ``poor`` below 4x that or if
+    ``a`` sits on a bound, else ``failed``. Params: ``a``, ``nl``, ``rms``, ``n``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    names = ("a", "nl", "rms", "n")
+    u, y = normalise_iv(v, i)
+    if u.size < 3:
+        return _failed("fewer than 3 nonzero points of one polarity", *names)
+
+    def cost(a: float) -> float:
+        return float(np.mean((branch_function(u, a) - y) ** 2))
+
+    lo, hi = a_bounds
+    grid = np.concatenate([np.linspace(lo, 0, 50), np.geomspace(0.01, hi, 200)])
+    start = float(grid[np.argmin([cost(a) for a in grid])])
+    k = int(np.searchsorted(grid, start))
+    bracket = (float(grid[max(k - 2, 0)]), float(grid[min(k + 2, grid.size - 1)]))
+    res = minimize_scalar(cost, bounds=bracket, method="bounded",
+                          options={"xatol": 1e-10 * max(1.0, abs(start))})
+    a = float(res.x) if res.success else start
+    rms = math.sqrt(cost(a))
+    params = {"a": a, "nl": nl_from_a(a), "rms": rms, "n": float(u.size)}
+    if not math.isfinite(rms):
+        return Fit(params, FAILED, "fit did not converge")
+    if rms >= 4 * rms_ok:
+        return Fit(params, FAILED, f"rms residual {rms:.3g} of the normalised I-V >= {4 * rms_ok}")
+    if min(abs(a - lo), abs(a - hi)) < 1e-3 * (hi - lo):
+        return Fit(params, POOR, f"a = {a:.4g} at the bound of {a_bounds}")
+    if rms >= rms_ok:
+        return Fit(params, POOR, f"rms residual {rms:.3g} of the normalised I-V >= {rms_ok}")
+    return Fit(params, OK)
+
+
+def fit_exponential_decay(t: np.ndarray, i: np.ndarray, *, r2_ok: float = 0.99,
+                          r2_poor: float = 0.9) -> Fit:
+    """Fit I(t) = I_inf + A exp(-(t - t0)/tau) (t0 = first time) with scipy ``curve_fit``.
+
+    Quality: ``ok`` if R^2 >= ``r2_ok`` and tau lies within [one sample interval, record length];
+    ``poor`` if R^2 >= ``r2_poor`` or tau is outside that range; else ``failed``. Params: ``tau``
+    (s), ``i_inf``, ``amp`` (A), ``r2``.
+    """
+    from scipy.optimize import curve_fit
+
+    names = ("tau", "i_inf", "amp", "r2")
+    t, i = np.asarray(t, dtype=float), np.asarray(i, dtype=float)
+    good = np.isfinite(t) & np.isfinite(i)
+    t, i = t[good], i[good]
+    if t.size < 4:
+        return _failed("fewer than 4 points to fit", *names)
+    x = t - t[0]
+    span = float(x[-1])
+    if span <= 0:
+        return _failed("time does not advance", *names)
+    tail = float(np.median(i[-max(2, i.size // 4):]))
+    amp0 = float(i[0] - tail)
+    scale = abs(amp0) if amp0 != 0 else max(abs(tail), 1e-30)
+    if abs(amp0) <= 1e-12 * max(abs(tail), 1e-30):
+        return _failed("no decay: first and last currents are equal", *names)
+    y = (i - tail) / scale
+    # tau guess: where the decay has fallen to 1/e of its first value
+    below = np.nonzero(np.sign(amp0) * y < abs(amp0 / scale) / math.e)[0]
+    tau0 = float(x[below[0]]) if below.size and x[below[0]] > 0 else span / 3
+
+    def model(xx: np.ndarray, a: float, rate: float, c: float) -> np.ndarray:
+        return c + a * np.exp(-rate * xx)
+
+    try:
+        popt, _ = curve_fit(model, x / span, y, p0=(amp0 / scale, span / tau0, 0.0),
+                            maxfev=5000)
+    except (RuntimeError, ValueError) as exc:
+        return _failed(f"exponential fit did not converge ({exc})", *names)
+    a, rate, c = (float(p) for p in popt)
+    if not rate > 0:
+        return _failed("fitted rate is not positive (no decay)", *names)
+    tau = span / rate
+    resid = y - model(x / span, *popt)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else math.nan
+    params = {"tau": tau, "i_inf": tail + c * scale, "amp": a * scale, "r2": r2}
+    dt = float(np.min(np.diff(x))) if x.size > 1 else span
+    if not r2 >= r2_poor:
+        return Fit(params, FAILED, f"R^2 = {r2:.3g} < {r2_poor}")
+    if tau < dt or tau > span:
+        return Fit(params, POOR, f"tau = {tau:.3g} s outside the record [{dt:.3g}, {span:.3g}] s")
+    if r2 < r2_ok:
+        return Fit(params, POOR, f"R^2 = {r2:.3g} < {r2_ok}")
+    return Fit(params, OK)
+
+
+def crossing_threshold(x: np.ndarray, y: np.ndarray, criterion: float) -> Fit:
+    """Lowest x where y first reaches ``criterion``, linearly interpolated (x ascending).
+
+    ``poor`` if already reached at the first x (only an upper bound), ``failed`` if never.
+    """
+    order = np.argsort(np.asarray(x, dtype=float), kind="stable")
+    x, y = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    above = np.nonzero(y >= criterion)[0]
+    if above.size == 0:
+        return _failed(f"response never reaches {criterion:g} in the sweep", "x")
+    k = int(above[0])
+    if k == 0:
+        return Fit({"x": float(x[0])}, POOR, "already above the criterion at the first point")
+    x0, x1, y0, y1 = x[k - 1], x[k], y[k - 1], y[k]
+    xc = x1 if y1 == y0 else x0 + (criterion - y0) * (x1 - x0) / (y1 - y0)
+    return Fit({"x": float(xc)}, OK)
+
+
+def threshold_switch(v_levels: np.ndarray, i: np.ndarray, *, min_jump: float = 5.0) -> Fit:
+    """V_th and V_hold of one up-and-down threshold-switch sweep.
+
+    The branch up to the largest level is the up branch, the rest the down branch. V_th is the
+    source level of the first point after the largest rise of |I| on the up branch, V_hold the
+    level of the first point after the largest fall on the down branch (both at the sweep's
+    resolution, one step). ``min_jump`` is the smallest |I| ratio counted as a switch. Params:
+    ``v_th``, ``v_hold`` (V), ``r_off`` (ohm, slope of the up branch below V_th), ``jump_up``,
+    ``jump_down``.
+    """
+    names = ("v_th", "v_hold", "r_off", "jump_up", "jump_down")
+    v, ai = np.asarray(v_levels, dtype=float), np.abs(np.asarray(i, dtype=float))
+    if v.size != ai.size or v.size < 5:
+        return _failed("need at least 5 points with one level per current", *names)
+    top = int(np.argmax(v))
+    floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
+    logi = np.log(np.maximum(ai, floor))
+    up, down = logi[: top + 1], logi[top:]
+    if up.size < 2 or down.size < 2:
+        return _failed("sweep has no up and down branch", *names)
+    ku, kd = int(np.argmax(np.diff(up))), int(np.argmin(np.diff(down)))
+    jump_up, jump_down = math.exp(up[ku + 1] - up[ku]), math.exp(down[kd] - down[kd + 1])
+    v_th, v_hold = float(v[ku + 1]), float(v[top + kd + 1])
+    sub = (v[: ku + 1] > 0)
+    vv, ii = v[: ku + 1][sub], ai[: ku + 1][sub]
+    r_off = float(np.sum(vv * vv) / np.sum(vv * ii)) if vv.size >= 2 and np.sum(vv * ii) > 0 \
+        else math.nan
+    params = {"v_th": v_th, "v_hold": v_hold, "r_off": r_off, "jump_up": jump_up,
+              "jump_down": jump_down}
+    if jump_up < min_jump or jump_down < min_jump:
+        return Fit(params, FAILED, f"no switching: |I| jumps x{jump_up:.3g} up, x{jump_down:.3g}"
+                                   f" down (< x{min_jump:g})")
+    if v_hold >= v_th:
+        return Fit(params, POOR, f"V_hold {v_hold:g} V >= V_th {v_th:g} V (no hysteresis)")
+    return Fit(params, OK)
+
+
+# ---------------------------------------------------------------------------- extractors
+def _leaf(step_name: str) -> str:
+    return step_name.rsplit("/", 1)[-1]
+
+
+def _current_steps(reader: RunReader, leaf: str | None = None) -> list[StepData]:
+    out = []
+    for info in reader.steps:
+        if "current_a" in info.units and (leaf is None or _leaf(info.name) == leaf):
+            out.append(reader.step(info.index))
+    return out
+
+
+def _levels(data: StepData) -> np.ndarray:
+    """Programmed source levels (the measured voltage sags in compliance), else measured V."""
+    v = data.arrays["voltage_v"]
+    levels = data.info.params.get("levels_v")
+    if isinstance(levels, list) and len(levels) == v.size:
+        return np.asarray(levels, dtype=float)
+    return np.asarray(v, dtype=float)
+
+
+def _m(name: str, value: float, unit: str, fit: Fit | None = None, data: StepData | None = None,
+       *, quality: str | None = None, reason: str = "") -> Metric:
+    q = quality or (fit.quality if fit else OK)
+    r = reason or (fit.reason if fit else "")
+    if not (isinstance(value, (int, float)) and math.isfinite(value)) and q == OK:
+        q, r = FAILED, r or "not computable"
+    return Metric(name, float(value), unit, q, r, data.info.name if data else "",
+                  dict(data.info.loop_vars) if data else {})
+
+
+def _missing(name: str, unit: str, why: str) -> Metric:
+    return Metric(name, math.nan, unit, FAILED, why)
+
+
+def _mean_i(data: StepData) -> float:
+    i = data.arrays["current_a"]
+    return float(np.mean(i)) if i.size else math.nan
+
+
+def _ratio(on: float, off: float) -> tuple[float, str, str]:
+    if not (math.isfinite(on) and math.isfinite(off)):
+        return math.nan, FAILED, "read missing"
+    if off <= 0:
+        return math.nan, FAILED, "OFF read is zero or negative (below resolution)"
+    return on / off, OK, ""
+
+
+def extract_pm_pulses(reader: RunReader) -> list[Metric]:
+    """dendrite-pm-pulses: ON/OFF = first read after the +V train / mean baseline read; and
+    the read ratio (first read / baseline) after each train (loop variable amplitude_v)."""
+    base = _current_steps(reader, "baseline")
+    if not base:
+        return [_missing("on_off_ratio", "1", "no 'baseline' step")]
+    off = _mean_i(base[0])
+    out = []
+    best: tuple[float, StepData] | None = None
+    for data in _current_steps(reader, "response"):
+        on = float(data.arrays["current_a"][0]) if data.arrays["current_a"].size else math.nan
+        value, q, why = _ratio(on, off)
+        out.append(_m("read_ratio", value, "1", data=data, quality=q, reason=why))
+        amp = data.info.loop_vars.get("amplitude_v")
+        if isinstance(amp, (int, float)) and amp > 0 and (best is None or amp > best[0]):
+            best = (float(amp), data)
+    if best is None:
+        return [*out, _missing("on_off_ratio", "1", "no read after a positive train")]
+    on = float(best[1].arrays["current_a"][0])
+    value, q, why = _ratio(on, off)
+    out.insert(0, _m("on_off_ratio", value, "1", data=best[1], quality=q, reason=why))
+    return out
+
+
+def extract_relaxation(reader: RunReader) -> list[Metric]:
+    """dendrite-relaxation, per cycle: ON/OFF (first read after the switching level / mean read
+    before it); ``relax_tau``, the time constant of an exponential fit of the decay reads I(t);
+    and ``relax_tau_state``, the same fit on ln(I/I_off). With the exponential state-to-
+    conductance mapping G = G_off rho^w, ln(I/I_off) is proportional to the state w, so
+    ``relax_tau_state`` estimates the state's relaxation time at the read voltage, while the
+    current itself decays faster than w (``relax_tau`` < ``relax_tau_state``)."""
+    out = []
+    steps = _current_steps(reader, "off_on_relax")
+    if not steps:
+        return [_missing("on_off_ratio", "1", "no 'off_on_relax' step")]
+    for data in steps:
+        lv, i, t = _levels(data), data.arrays["current_a"], data.arrays["time_s"]
+        read_v = lv[0] if lv.size else math.nan
+        high = np.nonzero(lv > read_v)[0]
+        if high.size == 0 or high[-1] + 4 >= lv.size or high[0] == 0:
+            out.append(_m("on_off_ratio", math.nan, "1", data=data, quality=FAILED,
+                          reason="no OFF reads, switching level and >= 4 decay reads"))
+            continue
+        off = float(np.mean(i[: high[0]]))
+        relax = slice(high[-1] + 1, None)
+        value, q, why = _ratio(float(i[relax][0]), off)
+        out.append(_m("on_off_ratio", value, "1", data=data, quality=q, reason=why))
+        fit = fit_exponential_decay(t[relax], i[relax])
+        out.append(_m("relax_tau", fit.params["tau"], "s", fit, data))
+        out.append(_m("relax_fit_r2", fit.params["r2"], "1", fit, data))
+        if off > 0 and np.all(i[relax] > 0):
+            state = fit_exponential_decay(t[relax], np.log(i[relax] / off))
+            out.append(_m("relax_tau_state", state.params["tau"], "s", state, data))
+        else:
+            out.append(_m("relax_tau_state", math.nan, "s", data=data, quality=FAILED,
+                          reason="non-positive reads: ln(I/I_off) undefined"))
+    return out
+
+
+def _iv_metrics(data: StepData) -> list[Metric]:
+    v, i = data.arrays["voltage_v"], data.arrays["current_a"]
+    ratio = iv_ratio(v, i)
+    fit = fit_branch_a(v, i)
+    return [_m("iv_ratio", ratio.params["ratio"], "1", ratio, data),
+            _m("branch_a", fit.params["a"], "1", fit, data),
+            _m("branch_nl", fit.params["nl"], "1", fit, data),
+            _m("branch_fit_rms", fit.params["rms"], "1", fit, data)]
+
+
+def extract_dendrite_iv(reader: RunReader) -> list[Metric]:
+    """dendrite-iv: I-V nonlinearities of the OFF, ON and relaxed small-signal sweeps (the
+    +-5 V loop writes the device, so it is not a static I-V)."""
+    out = []
+    for leaf in ("off_state_iv", "on_state_iv", "relaxed_iv"):
+        steps = _current_steps(reader, leaf)
+        out += _iv_metrics(steps[0]) if steps else [_missing("iv_ratio", "1", f"no {leaf!r}")]
+    return out
+
+
+def extract_wafer_iv(reader: RunReader) -> list[Metric]:
+    """wafer-iv (and iv-sweep): I-V nonlinearities of every sweep, plus the read conductance."""
+    out = []
+    for data in _current_steps(reader):
+        out += _iv_metrics(data)
+        v, i = data.arrays["voltage_v"], data.arrays["current_a"]
+        den = float(np.sum(v * v))
+        g = float(np.sum(v * i) / den) if den > 0 else math.nan
+        out.append(_m("g_linear", g, "S", data=data,
+                      reason="" if math.isfinite(g) else "all voltages zero"))
+    return out
+
+
+def extract_amplitude_sweep(reader: RunReader, *, criterion: float = 2.0) -> list[Metric]:
+    """dendrite-amplitude-sweep: read ratio after/before each train (loop amplitude_v), and the
+    amplitude threshold, the amplitude where that ratio first reaches ``criterion`` (default 2),
+    linearly interpolated between sweep points."""
+    before = {json.dumps(d.info.loop_vars, sort_keys=True): d
+              for d in _current_steps(reader, "before")}
+    amps, ratios, out = [], [], []
+    for data in _current_steps(reader):
+        if not _leaf(data.info.name).startswith("after_"):
+            continue
+        ref = before.get(json.dumps(data.info.loop_vars, sort_keys=True))
+        amp = data.info.loop_vars.get("amplitude_v")
+        if ref is None or not isinstance(amp, (int, float)):
+            continue
+        value, q, why = _ratio(_mean_i(data), _mean_i(ref))
+        out.append(_m("response_ratio", value, "1", data=data, quality=q, reason=why))
+        if q == OK:
+            amps.append(float(amp))
+            ratios.append(value)
+    if not amps:
+        return [*out, _missing("amplitude_threshold", "V", "no before/after read pairs")]
+    fit = crossing_threshold(np.array(amps), np.array(ratios), criterion)
+    out.insert(0, Metric("amplitude_threshold", fit.params["x"], "V", fit.quality,
+                         fit.reason or f"read ratio >= {criterion:g}"))
+    return out
+
+
+def extract_soma_iv(reader: RunReader) -> list[Metric]:
+    """soma-iv, per cycle: V_th, V_hold (source levels, one sweep step resolution) and R_off."""
+    out = []
+    steps = _current_steps(reader, "up_down")
+    if not steps:
+        return [_missing("v_th", "V", "no 'up_down' step")]
+    for data in steps:
+        fit = threshold_switch(_levels(data), data.arrays["current_a"])
+        out += [_m("v_th", fit.params["v_th"], "V", fit, data),
+                _m("v_hold", fit.params["v_hold"], "V", fit, data),
+                _m("r_off", fit.params["r_off"], "ohm", fit, data)]
+    return out
+
+
+def extract_unit_firing(reader: RunReader, *, min_jump: float = 2.0) -> list[Metric]:
+    """unit-firing: mean input current and conductance per amplitude (loop amplitude_v) and the
+    firing threshold: the first amplitude after the largest rise of the input conductance I/V
+    between neighbouring amplitudes (the soma's spikes add their charge to the input current).
+
+    Spikes per pulse cannot be counted from this protocol: the input SMU integrates over each
+    pulse, so the file holds charge per pulse, not spike times.
+    """
+    amps, gs, out = [], [], []
+    for data in _current_steps(reader, "pulses"):
+        amp = data.info.loop_vars.get("amplitude_v")
+        if not isinstance(amp, (int, float)) or amp == 0:
+            continue
+        i = _mean_i(data)
+        if not math.isfinite(i):
+            continue
+        out.append(_m("input_current_mean", i, "A", data=data))
+        out.append(_m("input_conductance", i / amp, "S", data=data))
+        amps.append(float(amp))
+        gs.append(i / amp)
+    if len(amps) < 2:
+        return [*out, _missing("firing_threshold", "V", "fewer than 2 amplitudes")]
+    order = np.argsort(amps)
+    a, g = np.array(amps)[order], np.array(gs)[order]
+    if np.any(g <= 0):
+        return [*out, _missing("firing_threshold", "V", "non-positive input current")]
+    steps = g[1:] / g[:-1]
+    k = int(np.argmax(steps))
+    q, why = (OK, "") if steps[k] >= min_jump else (
+        FAILED, f"input conductance rises at most x{steps[k]:.3g} (< x{min_jump:g})")
+    out.insert(0, Metric("firing_threshold", float(a[k + 1]) if q == OK else math.nan, "V", q,
+                         why or f"input conductance x{steps[k]:.3g} at this amplitude"))
+    return out
+
+
+def extract_write_verify(reader: RunReader) -> list[Metric]:
+    """synapse-write-verify: per target, pulses to target and the final conductance (reached
+    within ``tol_rel`` or not); over the run, G_min and G_max of every verify read."""
+    out, all_g = [], []
+    for data in _current_steps(reader):
+        if "pulse_v" not in data.arrays:
+            continue
+        v, i, pv = data.arrays["voltage_v"], data.arrays["current_a"], data.arrays["pulse_v"]
+        ok = v != 0
+        g = i[ok] / v[ok]
+        all_g += g.tolist()
+        target, tol = data.info.params.get("target_s"), data.info.params.get("tol_rel", 0.05)
+        n = int(np.count_nonzero(pv))
+        if not g.size or not isinstance(target, (int, float)) or target <= 0:
+            out.append(_m("pulses_to_target", math.nan, "1", data=data, quality=FAILED,
+                          reason="no verify read or no target"))
+            continue
+        err = abs(float(g[-1]) - target) / target
+        q, why = (OK, "") if err <= tol else (FAILED, f"not reached: off by {err:.1%} > {tol:.0%}")
+        out.append(_m("pulses_to_target", float(n), "1", data=data, quality=q, reason=why))
+        out.append(_m("g_final", float(g[-1]), "S", data=data, quality=q, reason=why))
+    if not all_g:
+        return [*out, _missing("g_min", "S", "no write-verify step")]
+    return [Metric("g_min", float(min(all_g)), "S", OK, "lowest verify read"),
+            Metric("g_max", float(max(all_g)), "S", OK, "highest verify read"), *out]
+
+
+def extract_generic(reader: RunReader) -> list[Metric]:
+    """Any run: mean |I| of every step that recorded a current (for user protocols)."""
+    out = []
+    for data in _current_steps(reader):
+        i = data.arrays["current_a"]
+        value = float(np.mean(np.abs(i))) if i.size else math.nan
+        out.append(_m("mean_abs_current", value, "A", data=data,
+                      reason="" if i.size else "no rows"))
+    return out
+
+
+#: Extractor for each built-in protocol (by ``protocol_name``); others get ``extract_generic``.
+EXTRACTORS: dict[str, Callable[[RunReader], list[Metric]]] = {
+    "dendrite-pm-pulses": extract_pm_pulses,
+    "dendrite-relaxation": extract_relaxation,
+    "dendrite-iv": extract_dendrite_iv,
+    "wafer-iv": extract_wafer_iv,
+    "iv-sweep": extract_wafer_iv,
+    "dendrite-amplitude-sweep": extract_amplitude_sweep,
+    "soma-iv": extract_soma_iv,
+    "unit-firing": extract_unit_firing,
+    "synapse-write-verify": extract_write_verify,
+}
+
+
+def extract_run(path: str | os.PathLike[str], *, generic: bool = False) -> list[dict[str, Any]]:
+    """The metric rows of one run file (``generic=True`` adds mean |I| per step to any run)."""
+    with RunReader(path) as reader:
+        attrs = reader.attrs
+        protocol = str(attrs.get("protocol_name", ""))
+        extractor = EXTRACTORS.get(protocol)
+        metrics = extractor(reader) if extractor else []
+        if generic or extractor is None:
+            metrics += extract_generic(reader)
+        base = {"uuid": reader.uuid, "path": str(path), "protocol": protocol,
+                "device_id": str(attrs.get("device_id", "")),
+                "wafer_id": str(attrs.get("wafer_id", "")),
+                "die_col": attrs.get("die_col"), "die_row": attrs.get("die_row"),
+                "subsite_label": str(attrs.get("subsite_label", ""))}
+    return [{**base, "step": m.step, "loop_vars": json.dumps(m.loop_vars, sort_keys=True),
+             "metric": m.name, "value": m.value, "unit": m.unit, "quality": m.quality,
+             "reason": m.reason} for m in metrics]
+
+
+def extract(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+            generic: bool = False, on_error: str = "raise") -> pd.DataFrame:
+    """One tidy DataFrame (columns ``COLUMNS``), one row per run x metric.
+
+    ``on_error='skip'`` turns an unreadable file into one ``error`` row (quality ``failed``, the
+    reason) instead of raising ``RunFileError``. ``loop_vars`` is a JSON text column.
+    """
+    import pandas as pd
+
+    if on_error not in ("raise", "skip"):
+        raise DendrolabError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            rows += extract_run(path, generic=generic)
+        except DendrolabError as exc:
+            if on_error == "raise":
+                raise
+            rows.append({"uuid": "", "path": str(path), "protocol": "", "step": "",
+                         "loop_vars": "{}", "metric": "error", "value": math.nan, "unit": "",
+                         "quality": FAILED, "reason": str(exc)})
+        except OSError as exc:
+            err = RunFileError(f"{path}: cannot read the run file ({exc.strerror or exc})")
+            if on_error == "raise":
+                raise err from None
+            rows.append({"uuid": "", "path": str(path), "protocol": "", "step": "",
+                         "loop_vars": "{}", "metric": "error", "value": math.nan, "unit": "",
+                         "quality": FAILED, "reason": str(err)})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["value"] = frame["value"].astype(float)
+    return frame
+
+
+def to_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the metric table as CSV (no index); returns the path."""
+    path = Path(path)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def to_parquet(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the metric table as Parquet (pyarrow); returns the path."""
+    path = Path(path)
+    out = frame.copy()
+    for col in ("die_col", "die_row"):
+        out[col] = _nullable_int(out[col])
+    out.to_parquet(path, index=False, engine="pyarrow")
+    return path
+
+
+def _nullable_int(series: pd.Series) -> pd.Series:
+    """A column of ints and None as pandas' nullable Int64 (Parquet keeps it an integer)."""
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce").astype("Int64")
+
+
+__all__: Sequence[str] = [
+    "COLUMNS", "EXTRACTORS", "Fit", "Metric", "branch_function", "crossing_threshold", "extract",
+    "extract_run", "fit_branch_a", "fit_exponential_decay", "iv_ratio", "nl_from_a",
+    "normalise_iv", "threshold_switch", "to_csv", "to_parquet",
+]

@@ -1,0 +1,1 @@
+"""Tests of the analysis package: catalogue, metrics, variation, figures and exports."""
