@@ -507,3 +507,42 @@ def params(source: str | None) -> None:
         click.echo(f"[{section}]")
         for name, _default, unit, doc in pset.describe():
             click.echo(f"  {name:26s} {getattr(pset, name)!s:>12} {unit:8s} {doc}")
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              default=Path("analysis-out"), show_default=True,
+              help="Folder for metrics.csv/.parquet, summary.csv, problems.csv, report.html.")
+@click.option("--by", default="auto", show_default=True,
+              type=click.Choice(["auto", "wafer", "die", "device"]),
+              help="Grouping of the summary: auto = every level the data allows (all, wafer, "
+                   "die, device); wafer = per wafer (histograms split by wafer); die; device.")
+def analyze(sources: tuple[str, ...], out_dir: Path, by: str) -> None:
+    """Analyse run files: SOURCES are run files, folders (searched for *.h5) or globs.
+
+    Writes tables (metrics.csv, metrics.parquet, summary.csv, problems.csv) and one
+    self-contained report.html (figures embedded, opens offline) into --out. For the same grouped
+    by wafer use `--by wafer` (an `analyze wafer` subcommand would clash with a folder named
+    `wafer`). Corrupt, truncated, foreign or unfinished files are listed in problems.csv and
+    skipped (exit 0, one warning line).
+    """
+    from analysis.report import run_analysis
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="analysing", file=sys.stderr).__enter__()
+        bar.update(1)
+
+    try:
+        result = run_analysis(list(sources), out_dir, progress, by=by)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(f"analysed {result.runs} run(s): {result.report}")
+    if len(result.problems):
+        click.echo(f"warning: {len(result.problems)} file(s) skipped (corrupt, truncated, foreign "
+                   f"or unfinished); listed in {result.out_dir / 'problems.csv'}", err=True)
