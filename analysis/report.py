@@ -241,6 +241,27 @@ def _histograms(metrics: pd.DataFrame, by: str) -> list[tuple[str, str]]:
     return out
 
 
+def _wafer_maps(metrics: pd.DataFrame) -> list[tuple[str, str]]:
+    """A die map per (wafer, protocol, metric) of wafer runs (``analysis.wafer_plots``); a
+    metric the map cannot show (too few values, no placement) is left out, not an error."""
+    from analysis.wafer_plots import wafer_map_figure
+    from dendrolab.errors import DendrolabError
+
+    rows = metrics[metrics["wafer"].notna() & (metrics["quality"] != "failed")]
+    out: list[tuple[str, str]] = []
+    for (wafer, protocol, metric), sub in rows.groupby(["wafer", "protocol", "metric"],
+                                                       sort=True):
+        if len(out) >= MAX_HISTOGRAMS:
+            break
+        try:
+            fig = wafer_map_figure(sub, metric)
+        except DendrolabError:
+            continue
+        fig.axes[0].set_title(f"wafer {wafer}: {protocol} {metric}", fontsize=9)
+        out.append((f"wafer {wafer}: {protocol}: {metric}", _png(fig)))
+    return out
+
+
 def _run_plots(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """``analysis.plots.plot_run`` for a few runs, one per protocol first."""
     from analysis.plots import plot_run
@@ -305,6 +326,11 @@ def _html(sources: list, runs: pd.DataFrame, metrics: pd.DataFrame, summary: pd.
               _table(summary[show], HTML_METRIC_ROWS)]
     parts.append("<h2>Distributions</h2><div class='figs'>")
     parts += [_img(b64, title) for title, b64 in _histograms(metrics, by)]
+    maps = _wafer_maps(metrics)
+    if maps:
+        parts.append("</div><h2>Wafer maps</h2><p>Per-die median of each metric.</p>"
+                     "<div class='figs'>")
+        parts += [_img(b64, title) for title, b64 in maps]
     parts.append("</div><h2>Runs plotted</h2><div class='figs'>")
     for title, b64 in _run_plots(runs):
         parts.append(f"<p>{esc(title)}</p>" + (_img(b64, title) if b64 else ""))

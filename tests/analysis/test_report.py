@@ -110,7 +110,13 @@ def test_report_page_is_self_contained(analysed) -> None:
     page = result.report.read_text(encoding="utf-8")
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     n_hist = result.metrics.groupby(["protocol", "metric"]).ngroups
-    assert len(images) == n_hist + 3  # a histogram per metric + a run plot per protocol
+    wafer_metrics = result.metrics[result.metrics["wafer"].notna()
+                                   & (result.metrics["quality"] != "failed")]
+    n_maps = wafer_metrics.groupby(["wafer", "protocol", "metric"]).ngroups
+    assert n_maps >= 2
+    assert "<h2>Wafer maps</h2>" in page
+    # a histogram per metric + a die map per wafer metric + a run plot per protocol
+    assert len(images) == n_hist + n_maps + 3
     assert all(img.startswith("iVBORw0KGgo") for img in images)  # PNG signature in base64
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert not re.search(r"(https?|ftp):|//[a-z0-9]|href=|url\(", text, re.IGNORECASE)
