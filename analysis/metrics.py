@@ -443,7 +443,11 @@ def extract_amplitude_sweep(reader: RunReader, *, criterion: float = 2.0) -> lis
 
 
 def extract_soma_iv(reader: RunReader) -> list[Metric]:
-    """soma-iv, per cycle: V_th, V_hold (source levels, one sweep step resolution) and R_off."""
+    """soma-iv, per cycle: V_th, V_hold (source levels, one sweep step resolution) and R_off.
+
+    No R_on: in the ON state the SMU is in compliance, so every ON point has the same current
+    I_cc; dV/dI is undefined and V/I_cc mixes the holding voltage into the resistance. R_on
+    needs ON-state points at two or more currents (a sweep with several compliance levels)."""
     out = []
     steps = _current_steps(reader, "up_down")
     if not steps:
@@ -493,8 +497,10 @@ def extract_unit_firing(reader: RunReader, *, min_jump: float = 2.0) -> list[Met
 
 def extract_write_verify(reader: RunReader) -> list[Metric]:
     """synapse-write-verify: per target, pulses to target and the final conductance (reached
-    within ``tol_rel`` or not); over the run, G_min and G_max of every verify read."""
-    out, all_g = [], []
+    within ``tol_rel`` or not); over the run, G_min and G_max of every verify read, and
+    ``levels_reached``, the number of distinct conductance levels among the targets reached
+    within tolerance (``distinct_levels``: finals whose tolerance bands overlap count once)."""
+    out, all_g, reached, tols = [], [], [], []
     for data in _current_steps(reader):
         if "pulse_v" not in data.arrays:
             continue
@@ -512,10 +518,197 @@ def extract_write_verify(reader: RunReader) -> list[Metric]:
         q, why = (OK, "") if err <= tol else (FAILED, f"not reached: off by {err:.1%} > {tol:.0%}")
         out.append(_m("pulses_to_target", float(n), "1", data=data, quality=q, reason=why))
         out.append(_m("g_final", float(g[-1]), "S", data=data, quality=q, reason=why))
+        if q == OK:
+            reached.append(float(g[-1]))
+            tols.append(float(tol))
     if not all_g:
         return [*out, _missing("g_min", "S", "no write-verify step")]
+    out.append(Metric("levels_reached", float(distinct_levels(np.array(reached),
+                                                               max(tols, default=0.05))),
+                      "1", OK, f"{len(reached)} targets reached within tolerance"))
     return [Metric("g_min", float(min(all_g)), "S", OK, "lowest verify read"),
             Metric("g_max", float(max(all_g)), "S", OK, "highest verify read"), *out]
+
+
+def gain_per_pulse(n_pulses: np.ndarray, ratio: np.ndarray) -> Fit:
+    """Read-ratio gain per added pulse: the chord (r(n_max) - r(n_min))/(n_max - n_min).
+
+    A chord, not a line fit: integration saturates, so a straight-line fit would misstate both
+    ends; the chord is exact for a linear response and model-free otherwise. Params: ``gain``
+    (1/pulse), ``n_min``, ``n_max``. ``failed`` with fewer than two distinct pulse numbers.
+    """
+    n, r = np.asarray(n_pulses, dtype=float), np.asarray(ratio, dtype=float)
+    good = np.isfinite(n) & np.isfinite(r)
+    n, r = n[good], r[good]
+    if np.unique(n).size < 2:
+        return _failed("fewer than 2 distinct pulse numbers", "gain", "n_min", "n_max")
+    lo, hi = float(n.min()), float(n.max())
+    gain = (float(r[n == hi].mean()) - float(r[n == lo].mean())) / (hi - lo)
+    return Fit({"gain": gain, "n_min": lo, "n_max": hi}, OK)
+
+
+def fit_log_drift(cycle: np.ndarray, i: np.ndarray, *, max_resid_autocorr: float = 0.5,
+                  min_cycles: int = 10) -> Fit:
+    """Endurance drift: least-squares slope of ln|I| against cycle, and the cycle-to-cycle sigma.
+
+    ``sigma_ln`` is the standard deviation of the residuals about the line (so a drift does not
+    count as spread). Quality: ``failed`` with fewer than 3 positive reads; ``poor`` with fewer
+    than ``min_cycles`` or when the lag-1 autocorrelation of the residuals exceeds
+    ``max_resid_autocorr`` (ln I is not a straight line in cycle: saturation, a step, wear-out),
+    else ``ok``. Params: ``slope`` (1/cycle), ``slope_se``, ``sigma_ln``, ``autocorr``, ``n``.
+    """
+    names = ("slope", "slope_se", "sigma_ln", "autocorr", "n")
+    c, i = np.asarray(cycle, dtype=float), np.asarray(i, dtype=float)
+    good = np.isfinite(c) & np.isfinite(i) & (i > 0)
+    c, y = c[good], np.log(i[good])
+    if c.size < 3 or np.ptp(c) == 0:
+        return _failed("fewer than 3 positive reads at distinct cycles", *names)
+    slope, icept = np.polyfit(c, y, 1)
+    resid = y - (slope * c + icept)
+    n = c.size
+    sxx = float(np.sum((c - c.mean()) ** 2))
+    s2 = float(np.sum(resid**2)) / (n - 2) if n > 2 else math.nan
+    ss = float(np.sum(resid**2))
+    auto = float(np.sum(resid[1:] * resid[:-1]) / ss) if ss > 0 else 0.0
+    params = {"slope": float(slope), "slope_se": math.sqrt(s2 / sxx), "sigma_ln": math.sqrt(s2),
+              "autocorr": auto, "n": float(n)}
+    if n < min_cycles:
+        return Fit(params, POOR, f"only {n} cycles (< {min_cycles})")
+    if auto > max_resid_autocorr:
+        return Fit(params, POOR, f"ln I is not linear in cycle: residual lag-1 autocorrelation"
+                                 f" {auto:.2f} > {max_resid_autocorr}")
+    return Fit(params, OK)
+
+
+def distinct_levels(g: np.ndarray, tol_rel: float) -> int:
+    """Number of distinguishable conductance levels: sorted levels are merged while their
+    tolerance bands g (1 +- tol_rel) overlap (a level within tolerance of the previous one is the
+    same level)."""
+    g = np.sort(np.asarray(g, dtype=float)[np.isfinite(g)])
+    if g.size == 0:
+        return 0
+    count, top = 1, g[0] * (1 + tol_rel)
+    for x in g[1:]:
+        if x * (1 - tol_rel) > top:
+            count += 1
+        top = x * (1 + tol_rel)
+    return count
+
+
+def _first(data: StepData) -> float:
+    i = data.arrays["current_a"]
+    return float(i[0]) if i.size else math.nan
+
+
+def _pulse_timing(reader: RunReader, read_step: StepData) -> dict[str, float]:
+    """Width and interval (period - width) of the pulses step just before a read, if any."""
+    for info in reversed(reader.steps[: read_step.info.index]):
+        p = info.params
+        if "period_s" in p and "width_s" in p:
+            try:
+                width, period = float(p["width_s"]), float(p["period_s"])
+                return {"width_s": width, "interval_s": float(f"{period - width:.12g}")}
+            except (TypeError, ValueError):
+                return {}
+        if "current_a" in info.units:
+            break
+    return {}
+
+
+def extract_integration(reader: RunReader) -> list[Metric]:
+    """dendrite-integration: read ratio (first read after the train / mean baseline) per
+    amplitude and pulse number (loop ``amplitude_v``, ``n_pulses``; steps ``response`` and the
+    three-pulse ``decay``), and per group of equal amplitude and pulse timing the gain per added
+    pulse (``gain_per_pulse``) with the pulse width and interval in its loop variables."""
+    base = _current_steps(reader, "baseline")
+    if not base:
+        return [_missing("integration_ratio", "1", "no 'baseline' step")]
+    off = _mean_i(base[0])
+    out: list[Metric] = []
+    groups: dict[str, tuple[dict[str, Any], list[float], list[float]]] = {}
+    for data in _current_steps(reader):
+        if _leaf(data.info.name) not in ("response", "decay"):
+            continue
+        value, q, why = _ratio(_first(data), off)
+        out.append(_m("integration_ratio", value, "1", data=data, quality=q, reason=why))
+        lv = dict(data.info.loop_vars)
+        n = lv.pop("n_pulses", None)
+        if q != OK or not isinstance(n, (int, float)):
+            continue
+        lv.update(_pulse_timing(reader, data))
+        lv["series"] = data.info.name.split("/", 1)[0]
+        key = json.dumps(lv, sort_keys=True)
+        groups.setdefault(key, (lv, [], []))
+        groups[key][1].append(float(n))
+        groups[key][2].append(value)
+    for lv, ns, rs in groups.values():
+        fit = gain_per_pulse(np.array(ns), np.array(rs))
+        out.append(Metric("gain_per_pulse", fit.params["gain"], "1/pulse", fit.quality,
+                          fit.reason or f"chord of the read ratio from {fit.params['n_min']:g}"
+                          f" to {fit.params['n_max']:g} pulses", lv.pop("series"), lv))
+    if not groups:
+        out.append(_missing("gain_per_pulse", "1/pulse", "no reads with a pulse number"))
+    return out
+
+
+def extract_inhibition(reader: RunReader) -> list[Metric]:
+    """dendrite-inhibition, per number of excitatory inputs (loop ``n_exc``): ``inhibition_ratio``
+    = first read after the excitatory+inhibitory train / first read after the excitatory-only
+    train (< 1: the inhibitory input lowers the response), and ``inhibition_suppression`` = the
+    fraction of the excitatory response above the baseline that inhibition removes (1: fully
+    cancelled, 0: no effect)."""
+    def by_loop(leaf: str) -> dict[str, StepData]:
+        return {json.dumps(d.info.loop_vars, sort_keys=True): d
+                for d in _current_steps(reader, leaf)}
+
+    exc, inh, base = by_loop("after_excitatory"), by_loop("after_inhibition"), by_loop("baseline")
+    out = []
+    for key, d_inh in inh.items():
+        d_exc = exc.get(key)
+        if d_exc is None:
+            out.append(_m("inhibition_ratio", math.nan, "1", data=d_inh, quality=FAILED,
+                          reason="no excitatory-only read with the same loop variables"))
+            continue
+        i_exc, i_inh = _first(d_exc), _first(d_inh)
+        value, q, why = _ratio(i_inh, i_exc)
+        out.append(_m("inhibition_ratio", value, "1", data=d_inh, quality=q, reason=why))
+        d_base = base.get(key)
+        i_base = _mean_i(d_base) if d_base is not None else math.nan
+        if not math.isfinite(i_base):
+            out.append(_m("inhibition_suppression", math.nan, "1", data=d_inh, quality=FAILED,
+                          reason="no baseline read"))
+        elif i_exc <= i_base:
+            out.append(_m("inhibition_suppression", math.nan, "1", data=d_inh, quality=FAILED,
+                          reason="no excitatory response above the baseline"))
+        else:
+            out.append(_m("inhibition_suppression", (i_exc - i_inh) / (i_exc - i_base), "1",
+                          data=d_inh))
+    return out or [_missing("inhibition_ratio", "1", "no 'after_inhibition' step")]
+
+
+def extract_endurance(reader: RunReader) -> list[Metric]:
+    """dendrite-endurance: the read ratio of every cycle (read / mean baseline, loop ``cycle``),
+    then over the run the drift of ln I per cycle (``endurance_drift``, with its standard error)
+    and the cycle-to-cycle sigma of ln I about that line (``endurance_sigma_ln``); see
+    ``fit_log_drift`` for the quality flag."""
+    base = _current_steps(reader, "baseline")
+    off = _mean_i(base[0]) if base else math.nan
+    cycles, reads, out = [], [], []
+    for data in _current_steps(reader, "response"):
+        cyc = data.info.loop_vars.get("cycle")
+        i = _first(data)
+        value, q, why = _ratio(i, off) if base else (math.nan, FAILED, "no 'baseline' step")
+        out.append(_m("endurance_read_ratio", value, "1", data=data, quality=q, reason=why))
+        if isinstance(cyc, (int, float)):
+            cycles.append(float(cyc))
+            reads.append(i)
+    fit = fit_log_drift(np.array(cycles), np.array(reads))
+    return [Metric("endurance_drift", fit.params["slope"], "1/cycle", fit.quality,
+                   fit.reason or "slope of ln I against cycle"),
+            Metric("endurance_drift_se", fit.params["slope_se"], "1/cycle", fit.quality,
+                   fit.reason),
+            Metric("endurance_sigma_ln", fit.params["sigma_ln"], "1", fit.quality,
+                   fit.reason or "sigma of ln I about the drift line"), *out]
 
 
 def extract_generic(reader: RunReader) -> list[Metric]:
@@ -540,6 +733,9 @@ EXTRACTORS: dict[str, Callable[[RunReader], list[Metric]]] = {
     "soma-iv": extract_soma_iv,
     "unit-firing": extract_unit_firing,
     "synapse-write-verify": extract_write_verify,
+    "dendrite-integration": extract_integration,
+    "dendrite-inhibition": extract_inhibition,
+    "dendrite-endurance": extract_endurance,
 }
 
 
@@ -622,7 +818,8 @@ def _nullable_int(series: pd.Series) -> pd.Series:
 
 
 __all__: Sequence[str] = [
-    "COLUMNS", "EXTRACTORS", "Fit", "Metric", "branch_function", "crossing_threshold", "extract",
-    "extract_run", "fit_branch_a", "fit_exponential_decay", "iv_ratio", "nl_from_a",
+    "COLUMNS", "EXTRACTORS", "Fit", "Metric", "branch_function", "crossing_threshold",
+    "distinct_levels", "extract", "extract_run", "fit_branch_a", "fit_exponential_decay",
+    "fit_log_drift", "gain_per_pulse", "iv_ratio", "nl_from_a",
     "normalise_iv", "threshold_switch", "to_csv", "to_parquet",
 ]

@@ -1,6 +1,8 @@
 """Plots of run files: one PNG per run, showing what its protocol measured.
 
-Reads run files only (through ``analysis.runs``); never touches instruments.
+Built-in protocols get their paper-style figure (``analysis.figures``); any other protocol gets
+the generic plot below (mean |I| per read step and every sweep). Reads run files only (through
+``protocols.runfile_reader`` / ``analysis.runs``); never touches instruments.
 """
 
 from __future__ import annotations
@@ -23,15 +25,32 @@ def _is_iv(arrays: dict[str, np.ndarray]) -> bool:
     return np.unique(np.round(v, 9)).size > max(3, v.size // 4)
 
 
-def plot_run(path: str | Path, out_path: str | Path | None = None) -> Path:
-    """Write a PNG: reads in run order (mean current per read step) and every sweep's I-V."""
+def plot_run(path: str | Path, png: str | Path | None = None) -> Path:
+    """Write a PNG (default: the run file's name with ``.png``) and return its path: the
+    protocol's paper-style figure if it has one, else the generic plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from analysis.figures import figure_for
+    from protocols.runfile_reader import RunReader
+
     path = Path(path)
-    out = Path(out_path) if out_path is not None else path.with_suffix(".png")
+    out = Path(png) if png is not None else path.with_suffix(".png")
+    with RunReader(path) as reader:
+        fig = figure_for(reader)
+    if fig is not None:
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
+    return _plot_generic(path, out)
+
+
+def _plot_generic(path: Path, out: Path) -> Path:
+    """Reads in run order (mean current per read step) and every sweep's I-V."""
+    import matplotlib.pyplot as plt
+
     attrs, steps = load_steps(path)
     reads = [(name, a) for name, a in steps if not _is_sweep(a) and a["current_a"].size]
     sweeps = [(name, a) for name, a in steps if _is_sweep(a)]

@@ -341,3 +341,175 @@ def test_sim_wafer_runs_carry_their_site_and_iv_metrics(tmp_path):
     np.testing.assert_allclose(ratio, math.sinh(0.3) / math.sinh(0.15), rtol=0.04)
     back = pd.read_parquet(M.to_parquet(df, tmp_path / "w.parquet"))
     assert back["die_col"].tolist() == df["die_col"].tolist()
+
+
+# ---------------------------------------------------------------------------- integration,
+# inhibition, endurance, synapse levels
+def test_gain_per_pulse_is_the_chord_and_needs_two_pulse_numbers():
+    fit = M.gain_per_pulse(np.array([1, 5, 10, 20]), 1.0 + 0.25 * np.array([1, 5, 10, 20]))
+    assert fit.quality == "ok" and fit.params["gain"] == pytest.approx(0.25)
+    sat = M.gain_per_pulse(np.array([1, 5, 20]), np.array([2.0, 6.0, 7.0]))
+    assert sat.params["gain"] == pytest.approx(5.0 / 19)
+    assert M.gain_per_pulse(np.array([3, 3]), np.array([1.0, 2.0])).quality == "failed"
+
+
+def test_fit_log_drift_known_slope_sigma_and_flags():
+    c = np.arange(1, 201)
+    rng = np.random.default_rng(7)
+    noise = rng.standard_normal(200)
+    noise = (noise - noise.mean()) / noise.std()
+    i = 2e-8 * np.exp(-1e-3 * c + 0.02 * noise)
+    fit = M.fit_log_drift(c, i)
+    assert fit.quality == "ok", fit.reason
+    assert fit.params["slope"] == pytest.approx(-1e-3, abs=4 * fit.params["slope_se"])
+    assert fit.params["slope_se"] == pytest.approx(0.02 / math.sqrt(200 * 200**2 / 12), rel=0.1)
+    assert fit.params["sigma_ln"] == pytest.approx(0.02, rel=0.05)
+    exact = M.fit_log_drift(c, 1e-7 * np.exp(2e-3 * c))
+    assert exact.params["slope"] == pytest.approx(2e-3, rel=1e-9)
+    assert exact.params["sigma_ln"] == pytest.approx(0.0, abs=1e-9)
+    saturating = M.fit_log_drift(c, 1e-7 * (2 - np.exp(-c / 30)))  # ln I bends: not a line
+    assert saturating.quality == "poor" and "not linear" in saturating.reason
+    assert M.fit_log_drift(c[:5], i[:5]).quality == "poor"
+    assert M.fit_log_drift(c[:2], i[:2]).quality == "failed"
+    assert M.fit_log_drift(c[:4], np.r_[0.0, -1.0, 0.0, 1.0]).quality == "failed"
+
+
+def test_distinct_levels_merges_overlapping_tolerance_bands():
+    assert M.distinct_levels(np.array([5e-6, 1e-5, 1.5e-5]), 0.05) == 3
+    assert M.distinct_levels(np.array([5e-6, 5.2e-6, 1e-5]), 0.05) == 2  # 5.2 within 5 % bands
+    assert M.distinct_levels(np.array([]), 0.05) == 0
+
+
+def test_integration_extractor_on_a_written_run(tmp_path):
+    one = {"voltage_v": [0.2], "time_s": [0.0]}
+    steps = [("baseline", {"voltage_v": [0.2] * 2, "time_s": [0, 1],
+                           "current_a": [1e-8, 3e-8]}, {}, {})]  # mean 2e-8
+    for amp, gain in ((4.0, 0.1), (5.0, 0.5)):
+        for n in (1, 5, 10, 20):
+            lv = {"amplitude_v": amp, "n_pulses": n}
+            pre = f"series/amplitude_v={amp:g}/n_pulses={n}"
+            steps += [(f"{pre}/pulses", {"t_done_s": [0.0]},
+                       {"width_s": 1e-4, "period_s": 2e-4, "count": n}, lv),
+                      (f"{pre}/response", {**one, "current_a": [2e-8 * (1 + gain * n)]}, {}, lv)]
+    path = _write(tmp_path / "integ.h5", "dendrite-integration", steps)
+    df = M.extract(path)
+    assert set(df.quality) == {"ok"}, df[df.quality != "ok"].reason.tolist()
+    ratio = _rows(df, "dendrite-integration", "integration_ratio")
+    assert len(ratio) == 8
+    want = [1 + g * n for g in (0.1, 0.5) for n in (1, 5, 10, 20)]
+    np.testing.assert_allclose(ratio["value"], want, rtol=1e-12)
+    gain = _rows(df, "dendrite-integration", "gain_per_pulse")
+    lv = [json.loads(s) for s in gain["loop_vars"]]
+    assert [d["amplitude_v"] for d in lv] == [4.0, 5.0]
+    assert all(d["interval_s"] == pytest.approx(1e-4) and d["width_s"] == 1e-4 for d in lv)
+    np.testing.assert_allclose(gain["value"], [0.1, 0.5], rtol=1e-12)
+
+
+def test_inhibition_extractor_on_a_written_run(tmp_path):
+    read = {"voltage_v": [0.2] * 2, "time_s": [0, 1]}
+    steps = []
+    for n, (exc, inh) in {1: (1e-7, 5e-8), 2: (1.2e-7, 1e-7), 3: (1e-8, 1e-8)}.items():
+        lv, pre = {"n_exc": n}, f"inputs/n_exc={n}"
+        steps += [(f"{pre}/baseline", {**read, "current_a": [2e-8, 2e-8]}, {}, lv),
+                  (f"{pre}/after_excitatory", {**read, "current_a": [exc, exc / 2]}, {}, lv),
+                  (f"{pre}/after_inhibition", {**read, "current_a": [inh, inh / 2]}, {}, lv)]
+    df = M.extract(_write(tmp_path / "inh.h5", "dendrite-inhibition", steps))
+    ratio = df[df.metric == "inhibition_ratio"].set_index("loop_vars")["value"]
+    assert ratio['{"n_exc": 1}'] == pytest.approx(0.5)
+    assert ratio['{"n_exc": 2}'] == pytest.approx(1e-7 / 1.2e-7)
+    sup = df[df.metric == "inhibition_suppression"].set_index("loop_vars")
+    assert sup.loc['{"n_exc": 1}', "value"] == pytest.approx(5e-8 / 8e-8)
+    assert sup.loc['{"n_exc": 2}', "value"] == pytest.approx(2e-8 / 1e-7)
+    bad = sup.loc['{"n_exc": 3}']  # read below baseline: no excitatory response to suppress
+    assert bad["quality"] == "failed" and "no excitatory response" in bad["reason"]
+
+
+def test_endurance_extractor_on_a_written_run(tmp_path):
+    steps = [("baseline", {"voltage_v": [0.2], "time_s": [0.0], "current_a": [1e-8]}, {}, {})]
+    for c in range(1, 31):
+        steps.append((f"cycle={c}/response", {"voltage_v": [0.2], "time_s": [0.0],
+                                              "current_a": [4e-8 * math.exp(-0.01 * c)]},
+                      {}, {"cycle": c}))
+    df = M.extract(_write(tmp_path / "end.h5", "dendrite-endurance", steps))
+    get = df.set_index("metric")
+    assert get.loc["endurance_drift", "value"] == pytest.approx(-0.01, rel=1e-9)
+    assert get.loc["endurance_sigma_ln", "value"] == pytest.approx(0.0, abs=1e-9)
+    reads = df[df.metric == "endurance_read_ratio"]["value"].to_numpy()
+    np.testing.assert_allclose(reads, 4 * np.exp(-0.01 * np.arange(1, 31)), rtol=1e-12)
+    empty = M.extract(_write(tmp_path / "e0.h5", "dendrite-endurance", steps[:1]))
+    assert set(empty.quality) == {"failed"}
+
+
+def test_write_verify_levels_reached_counts_only_reached_targets(tmp_path):
+    def wv(target, g_final):
+        arrays = {"voltage_v": [0.2, 0.2], "current_a": [0.2 * 1e-6, 0.2 * g_final],
+                  "time_s": [0, 1], "pulse_v": [1.15, 0.0]}
+        return (f"program/target_s={target:g}/write_verify", arrays,
+                {"target_s": target, "tol_rel": 0.05}, {"target_s": target})
+    path = _write(tmp_path / "wv.h5", "synapse-write-verify",
+                  [wv(5e-6, 5.1e-6), wv(1e-5, 1.0e-5), wv(1.5e-5, 1.2e-5)])
+    row = M.extract(path).set_index("metric").loc["levels_reached"]
+    assert row["value"] == 2 and row["quality"] == "ok"
+
+
+NEW_SIM = ["dendrite-integration", "dendrite-inhibition", "dendrite-endurance"]
+
+
+@pytest.fixture(scope="module")
+def sim_new(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim_new")
+    bench = dendrolab.cli._sim_bench()
+    return M.extract([run_protocol(name, bench, root / f"{name}.h5") for name in NEW_SIM])
+
+
+def _lv(rows, key):
+    return rows["loop_vars"].map(lambda s: json.loads(s).get(key)).to_numpy()
+
+
+def test_sim_new_protocols_give_ok_metrics(sim_new):
+    assert set(sim_new.protocol) == set(NEW_SIM)
+    bad = sim_new[sim_new.quality != "ok"]
+    assert bad.empty, bad[["protocol", "step", "metric", "reason"]].to_string()
+
+
+def test_sim_integration_grows_with_pulses_and_amplitude(sim_new):
+    # li2020-original responds strongly above ~4 V: more pulses integrate at 4 and 5 V, while
+    # 2 V barely moves the state (ratio ~ 1 within the 1 % read noise).
+    ratio = _rows(sim_new, "dendrite-integration", "integration_ratio")
+    series = ratio[ratio.step.str.startswith("series/")]
+    amp, n = _lv(series, "amplitude_v"), _lv(series, "n_pulses")
+    for a in (4.0, 5.0):
+        r = series["value"].to_numpy()[amp == a][np.argsort(n[amp == a])]
+        assert np.all(np.diff(r) > 0), r
+    assert np.all(np.abs(series["value"].to_numpy()[amp == 2.0] - 1) < 0.05)
+    gain = _rows(sim_new, "dendrite-integration", "gain_per_pulse")
+    g = dict(zip(_lv(gain, "amplitude_v"), gain["value"], strict=True))
+    assert g[2.0] < 0.01 < g[4.0] < g[5.0]
+    three = gain[gain.step == "three_pulses"]
+    assert len(three) == 1 and three["value"].iloc[0] > 0
+    assert json.loads(three["loop_vars"].iloc[0])["interval_s"] == pytest.approx(1e-4)
+
+
+def test_sim_inhibition_lowers_the_response(sim_new):
+    ratio = _rows(sim_new, "dendrite-inhibition", "inhibition_ratio")
+    assert len(ratio) == 3 and ratio["value"].between(0.2, 0.95).all()
+    sup = _rows(sim_new, "dendrite-inhibition", "inhibition_suppression")["value"].to_numpy()
+    n_exc = _lv(_rows(sim_new, "dendrite-inhibition", "inhibition_suppression"), "n_exc")
+    s = sup[np.argsort(n_exc)]
+    assert np.all((s > 0) & (s < 1)) and np.all(np.diff(s) < 0)  # one inhibits less of more
+
+
+def test_sim_endurance_original_device_barely_drifts(sim_new):
+    # the original class barely responds to 3 V / 10 us: no drift over 200 cycles, and the
+    # cycle-to-cycle sigma of ln I is the 1 % read noise
+    get = _rows(sim_new, "dendrite-endurance", "endurance_drift")["value"].iloc[0]
+    se = _rows(sim_new, "dendrite-endurance", "endurance_drift_se")["value"].iloc[0]
+    assert abs(get) * 200 < 0.05 and abs(get) < 5 * se + 1e-5
+    sigma = _rows(sim_new, "dendrite-endurance", "endurance_sigma_ln")["value"].iloc[0]
+    assert 0.003 < sigma < 0.03
+    assert len(_rows(sim_new, "dendrite-endurance", "endurance_read_ratio")) == 200
+
+
+def test_sim_synapse_levels_reached(sim_table):
+    levels = _rows(sim_table, "synapse-write-verify", "levels_reached")["value"]
+    assert levels.tolist() == [3.0]  # 5, 10, 15 uS all reached, 5 % bands far apart
