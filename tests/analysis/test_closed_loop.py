@@ -37,9 +37,8 @@ from analysis import catalogue, metrics, variation
 from protocols.wafer import journal_devices, run_wafer
 from sim_backend.physics.presets import load_models
 from sim_backend.physics.wafer import DEFECT_OPEN, DEFECT_SHORTED, Wafer
+from tests.wafer_bench import write_wafer_bench
 
-SMU = "USB0::0x05E6::0x2450::04488850::INSTR"
-PROBER = "TCPIP0::192.0.2.20::35555::SOCKET"
 WAFER_ID = "WCL"
 SITES = "D00,D03,D30,D33"       # four corner subsites per die: 52 dies x 4 = 208 devices
 SEED, STATION_ID = 5, 1
@@ -53,41 +52,6 @@ LEVEL = 0.99                    # confidence level of every interval below
 PARAMS = {"a_r": A_R, "sigma_field": SIGMA_FIELD, "corr_length_mm": CORR_MM,
           "sigma_die": SIGMA_DIE, "sigma_wafer": 0.0, "defect_density_per_cm2": D0}
 
-SIM = """\
-spec: "1.1"
-bench:
-  seed: {seed}
-  noise: false
-  host_time: virtual
-  wafer:
-    sentio:
-      id: {station_id}
-      params: {params}
-      probe: {{smu/1: dendrite}}
-devices:
-  k2450:
-    eom: {{USB INSTR: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "KEITHLEY INSTRUMENTS,MODEL 2450,04488850,1.7.3c"}}]
-  sentio:
-    delimiter: ""
-    eom: {{TCPIP SOCKET: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "MPI Corporation,Sentio - Probe System Software Suite,0,25.2"}}]
-resources:
-  {smu}: {{device: k2450, model: keithley2450, name: smu}}
-  {prober}:
-    device: sentio
-    model: mpi_sentio
-    name: sentio
-    options: {{step_time_s: 0.0005, subsite_time_s: 0.0005, z_time_s: 0.0}}
-"""
-ROLES = """\
-visa_library: "sim.yaml@dendrosim"
-instruments:
-  smu:    {{address: "{smu}", model: "2450"}}
-  prober: {{address: "{prober}", model: "SENTIO"}}
-"""
 
 
 def _estimate(table: pd.DataFrame, value: str, gain: float, radius_um: float
@@ -110,10 +74,7 @@ def _interval(x: np.ndarray) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("closed_loop")
-    params = "{" + ", ".join(f"{k}: {v}" for k, v in PARAMS.items()) + "}"
-    (folder / "sim.yaml").write_text(SIM.format(seed=SEED, station_id=STATION_ID, params=params,
-                                                smu=SMU, prober=PROBER))
-    (folder / "bench.yaml").write_text(ROLES.format(smu=SMU, prober=PROBER))
+    write_wafer_bench(folder, PARAMS, seed=SEED)
     summary = run_wafer(["wafer-iv"], folder / "bench.yaml", WAFER_ID, folder / "out",
                         sites=SITES)
     wafer = pyvisa.ResourceManager(

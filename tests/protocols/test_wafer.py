@@ -33,53 +33,14 @@ from protocols.wafer import (
 )
 from sim_backend.physics.presets import load_models
 from sim_backend.physics.wafer import DEFECT_OK, DEFECT_OPEN, DEFECT_SHORTED, DEFECT_STUCK
+from tests.wafer_bench import REAL_STAGE, SMU, write_wafer_bench
 
-SMU = "USB0::0x05E6::0x2450::04488850::INSTR"
-PROBER = "TCPIP0::192.0.2.20::35555::SOCKET"
 A_R = 0.2
-SIM = """\
-spec: "1.1"
-bench:
-  seed: 3
-  noise: false
-  host_time: virtual
-  wafer:
-    sentio:
-      id: 1
-      params: {{a_r: {a_r}, defect_density_per_cm2: {d0}}}
-      probe: {{smu/1: dendrite}}
-devices:
-  k2450:
-    eom: {{USB INSTR: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "KEITHLEY INSTRUMENTS,MODEL 2450,04488850,1.7.3c"}}]
-  sentio:
-    delimiter: ""
-    eom: {{TCPIP SOCKET: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "MPI Corporation,Sentio - Probe System Software Suite,0,25.2"}}]
-resources:
-  {smu}: {{device: k2450, model: keithley2450, name: smu}}
-  {prober}:
-    device: sentio
-    model: mpi_sentio
-    name: sentio
-    options: {{step_time_s: 0.3, subsite_time_s: 0.05, z_time_s: 0.1}}
-"""
-ROLES = """\
-visa_library: "sim.yaml@dendrosim"
-instruments:
-  smu:    {{address: "{smu}", model: "2450"}}
-  prober: {{address: "{prober}", model: "SENTIO"}}
-"""
 
 
 def make_bench(folder: Path, d0: float = 4.0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sim.yaml").write_text(SIM.format(a_r=A_R, d0=d0, smu=SMU, prober=PROBER))
-    roles = folder / "bench.yaml"
-    roles.write_text(ROLES.format(smu=SMU, prober=PROBER))
-    return roles
+    return write_wafer_bench(folder, {"a_r": A_R, "defect_density_per_cm2": d0},
+                             stage=REAL_STAGE)
 
 
 def sim_bench(bench: Path):

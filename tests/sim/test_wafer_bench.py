@@ -17,44 +17,15 @@ from sim_backend.bench import Bench
 from sim_backend.physics.presets import load_models
 from sim_backend.physics.wafer import DEFECT_OK, DEFECT_OPEN, DEFECT_SHORTED, DEFECT_STUCK
 from sim_backend.visa import default_bench_path
+from tests.wafer_bench import PROBER, SMU, sim_yaml
 
-SMU = "USB0::0x05E6::0x2450::04488850::INSTR"
-PROBER = "TCPIP0::192.0.2.20::35555::SOCKET"
 A_R = 0.2           # radial thickness term configured for the station's wafer
-BENCH = """\
-spec: "1.1"
-bench:
-  seed: 3
-  noise: false
-  wafer:
-    sentio:
-      id: 1
-      params: {{a_r: {a_r}, defect_density_per_cm2: 4.0}}
-      probe: {{smu/1: dendrite}}
-devices:
-  k2450:
-    eom: {{USB INSTR: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "KEITHLEY INSTRUMENTS,MODEL 2450,04488850,1.7.3c"}}]
-  sentio:
-    delimiter: ""
-    eom: {{TCPIP SOCKET: {{q: "\\n", r: "\\n"}}}}
-    error: ERROR
-    dialogues: [{{q: "*IDN?", r: "MPI Corporation,Sentio - Probe System Software Suite,0,25.2"}}]
-resources:
-  {smu}: {{device: k2450, model: keithley2450, name: smu}}
-  {prober}:
-    device: sentio
-    model: mpi_sentio
-    name: sentio
-    options: {{step_time_s: 0.0005, subsite_time_s: 0.0005, z_time_s: 0.0}}
-"""
 
 
 @pytest.fixture
 def rm(tmp_path: Path):
     path = tmp_path / "bench.yaml"
-    path.write_text(BENCH.format(a_r=A_R, smu=SMU, prober=PROBER))
+    path.write_text(sim_yaml({"a_r": A_R, "defect_density_per_cm2": 4.0}))
     manager = pyvisa.ResourceManager(f"{path}@dendrosim")
     yield manager
     manager.close()
