@@ -574,40 +574,32 @@ class _Engine:
         """The selected devices in route order; opens (or creates) the journal."""
         j = self.job
         route = next((r for r in self.records or [] if r.get("type") == "route"), None)
-        if j.manual:
-            if route is None:
-                devices = _manual_devices(j.dies, j.sites)
-                route = {"type": "route", "manual": True, "dies": [list(d) for d in j.dies or []],
-                         "n_sites": None, "devices": [list(d) for d in devices]}
-                if self.records is None:
-                    self.journal = WaferJournal.create(j.directory / JOURNAL, self._header())
-                else:
-                    self.journal = WaferJournal.reopen(j.directory / JOURNAL)
-                self._log(route)
-            else:
-                self.journal = WaferJournal.reopen(j.directory / JOURNAL)
-                self._log({"type": "resume", "time": _now()})
+        if not j.manual:
+            remote = getattr(prober, "remote_mode", None)
+            if callable(remote):
+                remote()
+            prober.separate()
+        if route is not None:  # a resumed wafer: the route is the journalled one
+            self.journal = WaferJournal.reopen(j.directory / JOURNAL)
+            self._log({"type": "resume", "time": _now()})
             return [tuple(d) for d in route["devices"]]  # type: ignore[misc]
-        remote = getattr(prober, "remote_mode", None)
-        if callable(remote):
-            remote()
-        prober.separate()
-        if route is None:
+        if j.manual:
+            devices = _manual_devices(j.dies, j.sites)
+            route = {"type": "route", "manual": True, "dies": [list(d) for d in j.dies or []],
+                     "n_sites": None}
+        else:
             if j.map_path:
                 prober.load_map(j.map_path)
             dies, n_sites = _walk_route(prober)
             devices = _select(dies, n_sites, j.dies, j.sites)
-            route = {"type": "route", "dies": dies, "n_sites": n_sites,
-                     "devices": [list(d) for d in devices]}
-            if self.records is None:
-                self.journal = WaferJournal.create(j.directory / JOURNAL, self._header())
-            else:
-                self.journal = WaferJournal.reopen(j.directory / JOURNAL)
-            self._log(route)
+            route = {"type": "route", "dies": dies, "n_sites": n_sites}
+        route["devices"] = [list(d) for d in devices]
+        if self.records is None:
+            self.journal = WaferJournal.create(j.directory / JOURNAL, self._header())
         else:
             self.journal = WaferJournal.reopen(j.directory / JOURNAL)
-            self._log({"type": "resume", "time": _now()})
-        return [tuple(d) for d in route["devices"]]  # type: ignore[misc]
+        self._log(route)
+        return [tuple(d) for d in devices]
 
     def _device(self, prober: Any, index: int, device: Device, *, resumed: bool) -> None:
         j = self.job
