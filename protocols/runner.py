@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dendrolab.errors import DendrolabError, ProtocolError, RunFileError
+from dendrolab.errors import DendrolabError, ProtocolError, RunFileError, clip
 from instruments.bench_config import InstrumentSet, load_bench_config
 from instruments.clock import Clock, clock_of
 from protocols.library import builtin_path, resolve_protocol
@@ -323,11 +323,8 @@ def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException 
 
 
 def _echo(path: Path | str) -> str:
-    """A path for an error message, shortened in the middle if it is very long."""
-    text = str(path)
-    if len(text) <= _ECHO_MAX:
-        return text
-    return f"{text[:60]}...{text[-(_ECHO_MAX - 63):]} ({len(text)} characters)"
+    """A path for an error message, clipped in the middle if very long (``errors.clip``)."""
+    return clip(str(path), _ECHO_MAX)
 
 
 def check_out_path(path: Path) -> None:
@@ -379,9 +376,6 @@ def protocol_text(protocol_ref: str | Path, plan: Plan) -> str:
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != plan.source_sha256:
         raise ProtocolError(f"{_echo(path)} changed after it was checked; run it again")
     return text
-
-
-_protocol_text = protocol_text  # the former private name
 
 
 def run_protocol(protocol_ref: str | Path, bench_path: str | Path,
