@@ -177,7 +177,8 @@ def fig_dendrite_iv(reader: RunReader) -> Figure:
 # ---------------------------------------------------------------------------- ED7c
 def fig_soma_iv(reader: RunReader) -> Figure:
     """ED7c: soma threshold-switching I-V of every cycle on log |I| against the source level,
-    with V_th and V_hold of each cycle (``metrics.extract_soma_iv``) as vertical lines."""
+    with V_th and V_hold of each cycle (``metrics.extract_soma_iv``) as vertical lines and R_on
+    in the legend where the ON branch was measured unclamped (soma-on-state)."""
     plt = _plt()
     steps = _steps(reader, "up_down")
     found = {(m.step, m.name): m for m in metrics.extract_soma_iv(reader)}
@@ -185,6 +186,9 @@ def fig_soma_iv(reader: RunReader) -> Figure:
     for color, data in zip(_colors(len(steps)), steps, strict=True):
         name = data.info.name
         lab = ", ".join(f"{k}={v}" for k, v in data.info.loop_vars.items()) or name
+        r_on = found.get((name, "r_on"))
+        if r_on is not None and r_on.quality == metrics.OK:
+            lab += f", R_on {r_on.value:.4g} ohm"
         ax.plot(metrics._levels(data), _abs_log(data["current_a"]), ".-", ms=2, lw=0.8,
                 color=color, label=lab)
         for key, ls in (("v_th", "--"), ("v_hold", ":")):
@@ -367,12 +371,86 @@ def fig_write_verify(reader: RunReader) -> Figure:
     return fig
 
 
+# ---------------------------------------------------------------------------- ED1a,b
+def fig_pm_pulses(reader: RunReader) -> Figure:
+    """ED1a,b: the read current after the excitatory (+V) train and after the inhibitory (-V)
+    train against time since the read-out began, and after 10 excitatory pulses directly
+    followed by 10 inhibitory ones, with the baseline read as a horizontal line; the ON/OFF
+    ratio (``metrics.extract_pm_pulses``) in the title."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    base = _steps(reader, "baseline")
+    if base and base[0]["current_a"].size:
+        i0 = float(np.mean(np.abs(base[0]["current_a"])))
+        ax.axhline(i0 * 1e6, color="0.4", ls="--", lw=1, gid="baseline", label="baseline read")
+    curves = [(d, f"after {float(d.info.loop_vars['amplitude_v']):+g} V train")
+              for d in _steps(reader, "response")
+              if isinstance(d.info.loop_vars.get("amplitude_v"), (int, float))]
+    curves += [(d, "after +V then -V pulses") for d in _steps(reader, "after_exc_then_inh")]
+    for color, (data, lab) in zip(_colors(len(curves)), curves, strict=True):
+        i = np.abs(data["current_a"])
+        t = data.arrays.get("time_s")
+        t = (t - t[0]) * 1e3 if t is not None and t.size else np.arange(i.size, dtype=float)
+        ax.plot(t, i * 1e6, "o-", ms=3, color=color, label=lab)
+    on_off = next((m for m in metrics.extract_pm_pulses(reader) if m.name == "on_off_ratio"),
+                  None)
+    extra = (f" (ON/OFF {on_off.value:.3g})" if on_off is not None and
+             math.isfinite(on_off.value) else "")
+    ax.set(xlabel="time since the read-out began (ms)", ylabel="|I| at the read voltage (uA)",
+           title=_title(reader, "ED1a,b +/- pulses") + extra)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- LTP / LTD
+def fig_ltp_ltd(reader: RunReader) -> Figure:
+    """Synapse LTP/LTD: the conductance read after every identical pulse, potentiation then
+    depression on one pulse axis per cycle, with the fitted NeuroSim update curves and their
+    labels (``metrics.fit_update``; NeuroSim's NL_LTP/NL_LTD, not the dendrite I-V NL)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    steps = [d for d in _steps(reader, lambda s: s in ("ltp", "ltd")) if "pulse_v" in d.arrays]
+    cycles: dict[str, list[StepData]] = {}
+    for data in steps:
+        cycles.setdefault(data.info.name.rsplit("/", 1)[0], []).append(data)
+    for color, (cycle, parts) in zip(_colors(len(cycles)), cycles.items(), strict=True):
+        start = 0
+        for data in parts:
+            leaf = _leaf(data.info.name)
+            v, i = data["voltage_v"], data["current_a"]
+            g = np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
+            n = start + np.arange(g.size)
+            ax.plot(n, g * 1e6, "o", ms=2.5, color=color,
+                    label=f"{cycle} {leaf}" if cycle != data.info.name else leaf)
+            fit = metrics.fit_update(g if leaf == "ltp" else g[::-1])
+            if fit.quality != metrics.FAILED:
+                x = np.linspace(0.0, 1.0, 200)
+                p = fit.params
+                curve = p["g_start"] + (p["g_end"] - p["g_start"]) * metrics.update_curve(
+                    x if leaf == "ltp" else 1 - x, p["c"])
+                ax.plot(start + x * (g.size - 1), curve * 1e6, "-", lw=1.2, color=color,
+                        gid=f"fit:{data.info.name}",
+                        label=f"NL_{leaf.upper()} {p['nl']:+.2f}")
+            start += g.size - 1
+    ax.set(xlabel="pulse number", ylabel="conductance at the read voltage (uS)",
+           title=_title(reader, "LTP/LTD (NeuroSim NL labels)"))
+    if steps:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 #: Figure builder for each built-in protocol (by ``protocol_name``).
 FIGURES: dict[str, Callable[[RunReader], Figure]] = {
     "dendrite-amplitude-sweep": fig_amplitude_sweep,
     "dendrite-relaxation": fig_relaxation,
     "dendrite-iv": fig_dendrite_iv,
     "soma-iv": fig_soma_iv,
+    "soma-on-state": fig_soma_iv,
+    "dendrite-pm-pulses": fig_pm_pulses,
+    "synapse-ltp-ltd": fig_ltp_ltd,
     "dendrite-integration": fig_integration,
     "dendrite-inhibition": fig_inhibition,
     "dendrite-endurance": fig_endurance,

@@ -237,6 +237,18 @@ def crossing_threshold(x: np.ndarray, y: np.ndarray, criterion: float) -> Fit:
     return Fit({"x": float(xc)}, OK)
 
 
+def _switch_points(v: np.ndarray, ai: np.ndarray) -> tuple[int, int, int]:
+    """(top, ku, kd) of an up-down sweep: index of the largest level, and the steps of the
+    largest |I| rise on the up branch (ku -> ku + 1) and largest fall on the down branch
+    (top + kd -> top + kd + 1); ku = kd = -1 without both branches."""
+    top = int(np.argmax(v))
+    if top < 1 or v.size - top < 2:
+        return top, -1, -1
+    floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
+    logi = np.log(np.maximum(ai, floor))
+    return top, int(np.argmax(np.diff(logi[: top + 1]))), int(np.argmin(np.diff(logi[top:])))
+
+
 def threshold_switch(v_levels: np.ndarray, i: np.ndarray, *, min_jump: float = 5.0) -> Fit:
     """V_th and V_hold of one up-and-down threshold-switch sweep.
 
@@ -251,13 +263,12 @@ def threshold_switch(v_levels: np.ndarray, i: np.ndarray, *, min_jump: float = 5
     v, ai = np.asarray(v_levels, dtype=float), np.abs(np.asarray(i, dtype=float))
     if v.size != ai.size or v.size < 5:
         return _failed("need at least 5 points with one level per current", *names)
-    top = int(np.argmax(v))
+    top, ku, kd = _switch_points(v, ai)
+    if ku < 0:
+        return _failed("sweep has no up and down branch", *names)
     floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
     logi = np.log(np.maximum(ai, floor))
     up, down = logi[: top + 1], logi[top:]
-    if up.size < 2 or down.size < 2:
-        return _failed("sweep has no up and down branch", *names)
-    ku, kd = int(np.argmax(np.diff(up))), int(np.argmin(np.diff(down)))
     jump_up, jump_down = math.exp(up[ku + 1] - up[ku]), math.exp(down[kd] - down[kd + 1])
     v_th, v_hold = float(v[ku + 1]), float(v[top + kd + 1])
     sub = (v[: ku + 1] > 0)
@@ -442,21 +453,74 @@ def extract_amplitude_sweep(reader: RunReader, *, criterion: float = 2.0) -> lis
     return out
 
 
-def extract_soma_iv(reader: RunReader) -> list[Metric]:
-    """soma-iv, per cycle: V_th, V_hold (source levels, one sweep step resolution) and R_off.
+def fit_on_state(v: np.ndarray, i: np.ndarray, on: np.ndarray, *, r2_ok: float = 0.98,
+                 min_points: int = 4) -> Fit:
+    """R_on of a threshold switch from its ON-state points: least squares V = v_0 + R_on |I|.
 
-    No R_on: in the ON state the SMU is in compliance, so every ON point has the same current
-    I_cc; dV/dI is undefined and V/I_cc mixes the holding voltage into the resistance. R_on
-    needs ON-state points at two or more currents (a sweep with several compliance levels)."""
+    ``on`` marks the points measured in the ON state; points clamped at the compliance (two or
+    more readings sharing the largest |I| to 1 ppm: a clamped SMU reports the limit itself) are
+    dropped, since their voltage says nothing about the resistance. Params ``r_on`` (ohm) and
+    ``v_0`` (V, the ON-branch offset), ``poor`` below ``r2_ok``.
+    """
+    names = ("r_on", "v_0")
+    v, ai = np.abs(np.asarray(v, dtype=float)), np.abs(np.asarray(i, dtype=float))
+    on = np.asarray(on, dtype=bool)
+    if on.any():
+        top = float(ai[on].max())
+        clamped = on & (ai >= top * (1 - 1e-6))
+        if int(clamped.sum()) >= 2:
+            on = on & ~clamped
+    n = int(on.sum())
+    if n < min_points:
+        return _failed(f"{n} unclamped ON-state points (< {min_points}): the compliance clamps "
+                       "the ON state; sweep with a compliance above the ON current", *names)
+    x, y = ai[on], v[on]
+    if float(np.ptp(x)) <= 0:
+        return _failed("ON-state points all at one current", *names)
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    ss = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid ** 2)) / ss if ss > 0 else 0.0
+    params = {"r_on": float(slope), "v_0": float(icpt)}
+    if slope <= 0:
+        return Fit(params, FAILED, f"ON-state V falls with I (slope {slope:.3g} ohm)")
+    if r2 < r2_ok:
+        return Fit(params, POOR, f"R^2 = {r2:.3f} < {r2_ok} over {n} ON points")
+    return Fit(params, OK, f"linear fit over {n} unclamped ON points, R^2 = {r2:.3f}")
+
+
+def _on_points(n: int, top: int, ku: int, kd: int) -> np.ndarray:
+    """Mask of the points of an up-down sweep between switching ON (ku + 1) and release."""
+    on = np.zeros(n, dtype=bool)
+    on[ku + 1: top + kd + 1] = True
+    return on
+
+
+def extract_soma_iv(reader: RunReader) -> list[Metric]:
+    """soma-iv and soma-on-state, per cycle: V_th, V_hold (source levels, one sweep step
+    resolution), R_off, and R_on from the ON-state points (``fit_on_state``).
+
+    soma-iv's 100 uA compliance clamps every ON point, so there R_on is reported ``failed``
+    with the reason: in compliance every ON point has the current I_cc, dV/dI is undefined and
+    V/I_cc mixes the holding voltage into the resistance. soma-on-state sweeps with a
+    compliance above the ON current, which leaves the ON branch measured."""
     out = []
     steps = _current_steps(reader, "up_down")
     if not steps:
         return [_missing("v_th", "V", "no 'up_down' step")]
     for data in steps:
-        fit = threshold_switch(_levels(data), data.arrays["current_a"])
+        levels, i = _levels(data), data.arrays["current_a"]
+        fit = threshold_switch(levels, i)
         out += [_m("v_th", fit.params["v_th"], "V", fit, data),
                 _m("v_hold", fit.params["v_hold"], "V", fit, data),
                 _m("r_off", fit.params["r_off"], "ohm", fit, data)]
+        if fit.quality == FAILED:
+            on_fit = _failed("no switching in this sweep", "r_on")
+        else:
+            top, ku, kd = _switch_points(levels, np.abs(i))
+            on_fit = fit_on_state(data.arrays["voltage_v"], i,
+                                  _on_points(levels.size, top, ku, kd))
+        out.append(_m("r_on", on_fit.params["r_on"], "ohm", on_fit, data))
     return out
 
 
@@ -528,6 +592,112 @@ def extract_write_verify(reader: RunReader) -> list[Metric]:
                       "1", OK, f"{len(reached)} targets reached within tolerance"))
     return [Metric("g_min", float(min(all_g)), "S", OK, "lowest verify read"),
             Metric("g_max", float(max(all_g)), "S", OK, "highest verify read"), *out]
+
+
+#: NeuroSim's weight-update nonlinearity label is its lookup table ``Nonlinearity-NormA``
+#: (NL 0.01 ... 9, normalised A); each entry there makes the normalised update curve's largest
+#: deviation from the straight line NL x this constant (0.0990 +- 0.0001 over the table's
+#: sample points listed in research/network.md 3.2; tested), so the label is computed from the
+#: fitted curve instead of copying the (non-commercially licensed) table.
+NEUROSIM_DEVIATION_PER_NL = 0.099
+
+
+def update_curve(x: np.ndarray, c: float) -> np.ndarray:
+    """NeuroSim's normalised update curve on x in [0, 1]: (1 - e^(-c x))/(1 - e^(-c)).
+
+    c = 1/A_norm; c > 0 saturates (concave, NeuroSim's positive label), c < 0 is the mirror
+    image (convex, negative label), c = 0 the straight line."""
+    x = np.asarray(x, dtype=float)
+    if abs(c) < 1e-9:
+        return x.copy()
+    return np.expm1(-c * x) / np.expm1(-c)
+
+
+def neurosim_nl_label(c: float) -> float:
+    """NeuroSim's NL_LTP / NL_LTD label of the curve ``update_curve(x, c)`` (signed)."""
+    x = np.linspace(0.0, 1.0, 2001)
+    dev = float(np.max(np.abs(update_curve(x, abs(c)) - x)))
+    return math.copysign(dev / NEUROSIM_DEVIATION_PER_NL, c) if c else 0.0
+
+
+def fit_update(g: np.ndarray, *, c_max: float = 60.0, r2_ok: float = 0.9) -> Fit:
+    """Fit G(p) = G_0 + (G_P - G_0) update_curve(p/P, c) to reads after p = 0 ... P identical
+    pulses (the read before the first pulse included), as NeuroSim models LTP: G_min = G_0 and
+    G_max = G_P of the fit, ``max_num_level`` = P. For LTD pass the depression trace reversed
+    (NeuroSim puts both curves on one pulse axis from G_min to G_max), so a depression that is
+    steep at first gets a negative label, as NeuroSim's default device (NL_LTD -4.88).
+
+    Params: ``g_start``, ``g_end`` (S, fitted ends), ``c``, ``a_norm`` (= 1/|c|), ``nl`` (the
+    NeuroSim label), ``pulses`` (P), ``sigma_c2c`` (residual sigma / |G_P - G_0|, NeuroSim's
+    cycle-to-cycle sigma as a fraction of the range), ``r2``. |c| is searched up to ``c_max``
+    (label ~9, the table's end); ``poor`` at the bound or below ``r2_ok``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    names = ("g_start", "g_end", "c", "a_norm", "nl", "pulses", "sigma_c2c", "r2")
+    g = np.asarray(g, dtype=float)
+    if g.size < 5 or not np.all(np.isfinite(g)):
+        return _failed("need at least 5 finite reads (the read before the pulses and 4 after)",
+                       *names)
+    x = np.linspace(0.0, 1.0, g.size)
+
+    def solve(c: float) -> tuple[float, np.ndarray, float]:
+        basis = np.column_stack([np.ones_like(x), update_curve(x, c)])
+        coef, *_ = np.linalg.lstsq(basis, g, rcond=None)
+        resid = g - basis @ coef
+        return float(resid @ resid), coef, c
+
+    grid = np.linspace(-c_max, c_max, 121)
+    best = min(grid, key=lambda c: solve(float(c))[0])
+    lo, hi = max(best - c_max / 60, -c_max), min(best + c_max / 60, c_max)
+    c = float(minimize_scalar(lambda c: solve(c)[0], bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-6}).x)
+    sse, coef, _ = solve(c)
+    g0, span = float(coef[0]), float(coef[1])
+    ss = float(np.sum((g - g.mean()) ** 2))
+    r2 = 1.0 - sse / ss if ss > 0 else 0.0
+    sigma = math.sqrt(sse / max(g.size - 3, 1)) / abs(span) if span else math.nan
+    params = {"g_start": g0, "g_end": g0 + span, "c": c, "a_norm": 1 / abs(c) if c else math.inf,
+              "nl": neurosim_nl_label(c), "pulses": float(g.size - 1), "sigma_c2c": sigma,
+              "r2": r2}
+    if span <= 0:
+        return Fit(params, FAILED, "conductance does not rise along the pulse axis")
+    if abs(c) >= c_max * 0.999:
+        return Fit(params, POOR, f"curvature at the search bound |c| = {c_max:g} (label >= "
+                                 f"{neurosim_nl_label(c_max):.2g}): steeper than the table")
+    if r2 < r2_ok:
+        return Fit(params, POOR, f"R^2 = {r2:.3f} < {r2_ok}")
+    return Fit(params, OK)
+
+
+def extract_ltp_ltd(reader: RunReader) -> list[Metric]:
+    """synapse-ltp-ltd, per cycle: NeuroSim's LTP/LTD weight-update nonlinearity labels
+    (``nl_ltp``, ``nl_ltd``; NOT the dendrite I-V NL of ``branch_nl``), normalised A, the
+    pulses per curve (``max_num_level_ltp/ltd``), cycle-to-cycle sigma relative to the range,
+    and per run G_min / G_max (fitted ends of the LTP curves: lowest start, highest end) and
+    their ratio, from the verify reads of the ``ltp`` and ``ltd`` steps (``fit_update``)."""
+    out, starts, ends = [], [], []
+    for data in _current_steps(reader):
+        leaf = _leaf(data.info.name)
+        if leaf not in ("ltp", "ltd") or "pulse_v" not in data.arrays:
+            continue
+        v, i = data.arrays["voltage_v"], data.arrays["current_a"]
+        g = np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
+        fit = fit_update(g if leaf == "ltp" else g[::-1])
+        out += [_m(f"nl_{leaf}", fit.params["nl"], "1", fit, data),
+                _m(f"a_norm_{leaf}", fit.params["a_norm"], "1", fit, data),
+                _m(f"max_num_level_{leaf}", fit.params["pulses"], "1", fit, data),
+                _m(f"sigma_c2c_{leaf}", fit.params["sigma_c2c"], "1", fit, data)]
+        if fit.quality != FAILED:
+            starts.append(fit.params["g_start"])
+            ends.append(fit.params["g_end"])
+    if not starts:
+        return [*out, _missing("g_min", "S", "no fitted 'ltp' or 'ltd' step")]
+    g_min, g_max = min(starts), max(ends)
+    ratio, q, why = _ratio(g_max, g_min)
+    return [Metric("g_min", g_min, "S", OK, "lowest fitted start of the update curves"),
+            Metric("g_max", g_max, "S", OK, "highest fitted end of the update curves"),
+            Metric("on_off", ratio, "1", q, why or "G_max / G_min"), *out]
 
 
 def gain_per_pulse(n_pulses: np.ndarray, ratio: np.ndarray) -> Fit:
@@ -731,8 +901,10 @@ EXTRACTORS: dict[str, Callable[[RunReader], list[Metric]]] = {
     "iv-sweep": extract_wafer_iv,
     "dendrite-amplitude-sweep": extract_amplitude_sweep,
     "soma-iv": extract_soma_iv,
+    "soma-on-state": extract_soma_iv,
     "unit-firing": extract_unit_firing,
     "synapse-write-verify": extract_write_verify,
+    "synapse-ltp-ltd": extract_ltp_ltd,
     "dendrite-integration": extract_integration,
     "dendrite-inhibition": extract_inhibition,
     "dendrite-endurance": extract_endurance,

@@ -213,3 +213,44 @@ def test_plot_run_default_path_and_bad_file(runs: dict[str, Path], tmp_path: Pat
     bad.write_text("not a run file")
     with pytest.raises(DendrolabError):
         plot_run(bad)
+
+
+def test_pm_pulses_ed1_traces_and_baseline(runs: dict[str, Path]) -> None:
+    fig, found = _figure(runs, "dendrite-pm-pulses")
+    ax = fig.axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert "after +5 V train" in labels and "after -5 V train" in labels
+    assert "after +V then -V pulses" in labels
+    base = next(ln for ln in ax.get_lines() if ln.get_gid() == "baseline")
+    plus = next(ln for ln in ax.get_lines() if ln.get_label() == "after +5 V train")
+    minus = next(ln for ln in ax.get_lines() if ln.get_label() == "after -5 V train")
+    # the excitatory train raises the read well above the baseline; the inhibitory one does not
+    assert plus.get_ydata()[0] > 3 * base.get_ydata()[0]
+    assert minus.get_ydata()[0] < 1.5 * base.get_ydata()[0]
+    on_off = next(m for m in found if m.name == "on_off_ratio")
+    assert f"ON/OFF {on_off.value:.3g}" in ax.get_title()
+    plt.close(fig)
+
+
+def test_soma_on_state_shows_r_on(runs: dict[str, Path]) -> None:
+    fig, found = _figure(runs, "soma-on-state")
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    r_on = [m for m in found if m.name == "r_on"]
+    assert len(r_on) == 3
+    for m in r_on:
+        assert any(f"R_on {m.value:.4g} ohm" in lab for lab in labels)
+    plt.close(fig)
+
+
+def test_ltp_ltd_curves_and_labels(runs: dict[str, Path]) -> None:
+    fig, found = _figure(runs, "synapse-ltp-ltd")
+    ax = fig.axes[0]
+    fits = [ln for ln in ax.get_lines() if str(ln.get_gid()).startswith("fit:")]
+    assert len(fits) == 4                       # ltp and ltd of two cycles
+    labels = [ln.get_label() for ln in fits]
+    for m in found:
+        if m.name in ("nl_ltp", "nl_ltd"):
+            assert f"NL_{m.name[3:].upper()} {m.value:+.2f}" in labels
+    # potentiation then depression on one axis: 60 + 60 pulses per cycle
+    assert max(float(np.max(ln.get_xdata())) for ln in fits) == pytest.approx(120)
+    plt.close(fig)

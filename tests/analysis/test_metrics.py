@@ -250,7 +250,11 @@ def _rows(df, protocol, metric):
 
 def test_sim_every_protocol_gives_ok_metrics(sim_table):
     assert set(sim_table.protocol) == set(SIM)
-    bad = sim_table[sim_table.quality != "ok"]
+    # soma-iv's 100 uA compliance clamps every ON point: R_on is reported failed, with why
+    clamped = (sim_table.protocol == "soma-iv") & (sim_table.metric == "r_on")
+    assert len(sim_table[clamped]) == 3
+    assert sim_table[clamped].reason.str.contains("compliance clamps").all()
+    bad = sim_table[(sim_table.quality != "ok") & ~clamped]
     assert bad.empty, bad[["protocol", "step", "metric", "reason"]].to_string()
 
 

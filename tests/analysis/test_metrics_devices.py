@@ -1,0 +1,135 @@
+"""Soma ON-state resistance and synapse LTP/LTD nonlinearity: synthetic known answers, and
+closed loops through the simulated bench (soma-on-state, synapse-ltp-ltd)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dendrolab.cli
+from analysis import metrics as M
+from protocols.runner import run_protocol
+from sim_backend.bench import Bench
+from sim_backend.physics.presets import load_models
+
+
+# ---------------------------------------------------------------------------- soma R_on
+def test_fit_on_state_recovers_r_on_and_drops_clamped_points():
+    i = np.linspace(2e-4, 8e-4, 12)
+    v = 0.1 + 2500.0 * i
+    on = np.ones(i.size, dtype=bool)
+    # three clamped readings at the compliance (the limit itself, voltage meaningless)
+    i_all = np.r_[i, [1e-3] * 3]
+    v_all = np.r_[v, [9.0, 9.5, 9.9]]
+    fit = M.fit_on_state(v_all, i_all, np.r_[on, [True] * 3])
+    assert fit.quality == "ok", fit.reason
+    assert fit.params["r_on"] == pytest.approx(2500.0, rel=1e-9)
+    assert fit.params["v_0"] == pytest.approx(0.1, abs=1e-9)
+
+
+def test_fit_on_state_fails_when_every_on_point_is_clamped():
+    i = np.full(8, 1e-4)
+    fit = M.fit_on_state(np.full(8, 0.7), i, np.ones(8, dtype=bool))
+    assert fit.quality == "failed" and "compliance" in fit.reason
+
+
+def test_soma_extractor_finds_r_on_in_a_synthetic_unclamped_sweep():
+    up = np.round(np.arange(0, 1.6 + 1e-9, 0.02), 10)
+    levels = np.r_[up, up[-2::-1]]
+    on, i = False, []
+    for k, v in enumerate(levels):
+        rising = k < up.size
+        on = (v >= 1.2) if rising and not on else (on and not (not rising and v <= 0.7))
+        i.append(v / 2e3 if on else v / 2e5)
+    i = np.array(i)
+    fit = M.threshold_switch(levels, i)
+    top, ku, kd = M._switch_points(levels, np.abs(i))
+    on_fit = M.fit_on_state(levels, i, M._on_points(levels.size, top, ku, kd))
+    assert fit.params["v_th"] == pytest.approx(1.2) and fit.params["v_hold"] == pytest.approx(0.7)
+    assert on_fit.quality == "ok"
+    assert on_fit.params["r_on"] == pytest.approx(2e3, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------- LTP / LTD
+#: NeuroSim's Nonlinearity-NormA table at the points quoted in research/network.md 3.2.
+NEUROSIM_TABLE = [(0.01, 126.27), (0.1, 12.63), (1.0, 1.252), (2.0, 0.609), (2.4, 0.499),
+                  (5.0, 0.192), (9.0, 0.0228)]
+
+
+@pytest.mark.parametrize(("label", "a_norm"), NEUROSIM_TABLE)
+def test_nl_label_reproduces_the_neurosim_table(label, a_norm):
+    assert M.neurosim_nl_label(1 / a_norm) == pytest.approx(label, rel=5e-3)
+    assert M.neurosim_nl_label(-1 / a_norm) == pytest.approx(-label, rel=5e-3)
+
+
+def test_update_curve_ends_mirror_and_line():
+    x = np.linspace(0, 1, 11)
+    for c in (-7.0, 0.0, 3.0):
+        y = M.update_curve(x, c)
+        assert y[0] == pytest.approx(0) and y[-1] == pytest.approx(1)
+    assert np.allclose(1 - M.update_curve(1 - x, 4.0), M.update_curve(x, -4.0))
+    assert np.allclose(M.update_curve(x, 0.0), x)
+
+
+@pytest.mark.parametrize("c", [0.8, 4.0, -2.5])
+def test_fit_update_recovers_curvature_ends_and_noise(c):
+    rng = np.random.default_rng(3)
+    p = np.arange(81)
+    g0, g1, sigma = 2e-6, 2e-5, 0.01
+    g = g0 + (g1 - g0) * M.update_curve(p / 80, c)
+    noisy = g + rng.normal(0, sigma * (g1 - g0), p.size)
+    fit = M.fit_update(noisy)
+    assert fit.quality == "ok", fit.reason
+    assert fit.params["c"] == pytest.approx(c, abs=0.4)
+    assert np.sign(fit.params["nl"]) == np.sign(c)
+    assert fit.params["g_start"] == pytest.approx(g0, abs=0.03 * (g1 - g0))
+    assert fit.params["g_end"] == pytest.approx(g1, abs=0.03 * (g1 - g0))
+    assert fit.params["sigma_c2c"] == pytest.approx(sigma, rel=0.25)
+    assert fit.params["pulses"] == 80
+    exact = M.fit_update(g)
+    assert exact.params["c"] == pytest.approx(c, rel=1e-4)
+    assert exact.params["nl"] == pytest.approx(M.neurosim_nl_label(c), rel=1e-3)
+
+
+def test_fit_update_flags_falling_and_short_traces():
+    assert M.fit_update(np.linspace(2e-5, 1e-6, 20)).quality == "failed"
+    assert M.fit_update(np.ones(3)).quality == "failed"
+
+
+# ---------------------------------------------------------------------------- simulated bench
+@pytest.fixture(scope="module")
+def sim_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim_devices")
+    bench = dendrolab.cli._sim_bench()
+    names = ["soma-on-state", "synapse-ltp-ltd"]
+    return M.extract([run_protocol(n, bench, root / f"{n}.h5") for n in names])
+
+
+def _values(table, protocol, metric):
+    rows = table[(table.protocol == protocol) & (table.metric == metric)]
+    assert (rows.quality == "ok").all(), rows.reason.tolist()
+    return rows["value"].to_numpy()
+
+
+def test_sim_soma_on_state_recovers_the_configured_r_on(sim_runs):
+    r_on_set = load_models("li2020-original").soma.r_on_ohm
+    r_on = _values(sim_runs, "soma-on-state", "r_on")
+    assert r_on.size == 3
+    assert np.allclose(r_on, r_on_set, rtol=0.03)   # 1 % read noise over ~60 points
+    v_th, v_hold = (_values(sim_runs, "soma-on-state", m) for m in ("v_th", "v_hold"))
+    assert np.all(v_th > v_hold)
+
+
+def test_sim_synapse_ltp_ltd_curvature_and_window(sim_runs):
+    nl_ltp = _values(sim_runs, "synapse-ltp-ltd", "nl_ltp")
+    nl_ltd = _values(sim_runs, "synapse-ltp-ltd", "nl_ltd")
+    assert nl_ltp.size == nl_ltd.size == 2
+    # both curves saturate: potentiation concave (positive label), depression steep first
+    # (negative label on NeuroSim's shared axis)
+    assert np.all(nl_ltp > 0.5) and np.all(nl_ltd < -0.5)
+    g_min = _values(sim_runs, "synapse-ltp-ltd", "g_min")[0]
+    g_max = _values(sim_runs, "synapse-ltp-ltd", "g_max")[0]
+    bench = Bench({"devices": {"c1": {"kind": "synapse"}}})
+    g_sat = bench.device("c1")._g_sat(1.6)   # the gate-limited conductance ceiling
+    assert g_min < g_max <= g_sat * 1.05
+    assert _values(sim_runs, "synapse-ltp-ltd", "on_off")[0] > 5
