@@ -128,8 +128,36 @@ def run_physics_demo(out_dir: Path, preset: str = "li2020-original") -> Iterator
 
 #: Built-in protocols the demo runs on the simulated bench, in order.
 DEMO_PROTOCOLS = ("dendrite-amplitude-sweep", "dendrite-integration", "dendrite-inhibition",
-                  "dendrite-relaxation", "dendrite-iv", "soma-iv", "unit-firing",
-                  "synapse-write-verify")
+                  "dendrite-relaxation", "dendrite-iv", "soma-iv", "soma-on-state", "unit-firing",
+                  "synapse-write-verify", "synapse-ltp-ltd")
+
+#: Headline metrics the demo prints after analysing its runs: (protocol, metric, label, unit
+#: shown, scale); the median over the run's rows of quality ok.
+HEADLINES = (
+    ("dendrite-relaxation", "on_off_ratio", "dendrite ON/OFF at read", "", 1.0),
+    ("dendrite-relaxation", "relax_tau", "dendrite relaxation tau", "ms", 1e3),
+    ("dendrite-iv", "branch_nl", "dendrite branch NL (network's a/(50+a))", "", 1.0),
+    ("dendrite-amplitude-sweep", "amplitude_threshold", "dendrite amplitude threshold", "V", 1.0),
+    ("soma-iv", "v_th", "soma V_th", "V", 1.0),
+    ("soma-iv", "v_hold", "soma V_hold", "V", 1.0),
+    ("soma-on-state", "r_on", "soma R_on", "kohm", 1e-3),
+    ("unit-firing", "firing_threshold", "unit firing threshold", "V", 1.0),
+    ("synapse-ltp-ltd", "nl_ltp", "synapse NL_LTP (NeuroSim label)", "", 1.0),
+    ("synapse-ltp-ltd", "nl_ltd", "synapse NL_LTD (NeuroSim label)", "", 1.0),
+    ("synapse-ltp-ltd", "on_off", "synapse G_max/G_min", "", 1.0),
+)
+
+
+def headline_lines(metrics) -> list[str]:
+    """One line per headline metric found in an analysis metrics table (median of ok rows)."""
+    lines = []
+    for protocol, metric, label, unit, scale in HEADLINES:
+        rows = metrics[(metrics.protocol == protocol) & (metrics.metric == metric)
+                       & (metrics.quality == "ok")]
+        if len(rows):
+            value = float(rows["value"].median()) * scale
+            lines.append(f"  {label}: {value:.3g}{' ' + unit if unit else ''}")
+    return lines
 
 
 def run_bench_demo(out_dir: Path, bench: Path,
@@ -159,6 +187,15 @@ def run_bench_demo(out_dir: Path, bench: Path,
                f"{wall_s:.2f} s, {path}")
         report += [f"## {name}", "", f"![{name}]({png.relative_to(out_dir)})", "", "```",
                    *summary[:6], "```", ""]
+    from analysis.report import run_analysis
+
+    analysed = run_analysis([runs_dir], Path(out_dir) / "analysis")
+    yield (f"analysed {analysed.runs} runs into {len(analysed.metrics)} metric rows: "
+           f"{analysed.report}")
+    yield from headline_lines(analysed.metrics)
+    report += ["## Analysis", "", f"Metrics, summary and the HTML report: "
+               f"[{analysed.report.relative_to(out_dir)}]({analysed.report.relative_to(out_dir)})",
+               "", *headline_lines(analysed.metrics), ""]
     report += ["## Device models alone", "", "![physics](physics.png)", ""]
     (Path(out_dir) / "report.md").write_text("\n".join(report))
     yield f"wrote {Path(out_dir) / 'report.md'}"

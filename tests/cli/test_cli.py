@@ -61,6 +61,15 @@ def test_demo_runs_protocols_into_hdf5_and_writes_the_report(tmp_path):
                      if line.startswith("unit spikes"))
     counts = [int(part.rsplit(":", 1)[1]) for part in unit_line.split(": ", 1)[1].split(", ")]
     assert counts[0] == 0 and counts[-1] > counts[2] > 0
+    # The runs are analysed into the HTML report, and the headline metrics are printed.
+    assert (out / "analysis" / "report.html").is_file()
+    assert (out / "analysis" / "metrics.csv").is_file()
+    assert "## Analysis" in report
+    heads = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines()
+                 if line.startswith("  ") and ": " in line)
+    assert float(heads["soma R_on"].split()[0]) == pytest.approx(2.0, rel=0.05)
+    assert float(heads["dendrite ON/OFF at read"]) > 5
+    assert float(heads["synapse NL_LTP (NeuroSim label)"]) > 0
 
 
 def test_protocols_lists_the_builtins_with_figures():
