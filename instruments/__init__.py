@@ -19,18 +19,22 @@ from instruments.bench_config import (
     load_bench_config,
     parse_bench_config,
 )
+from instruments.counter import COUNTER_MODELS, Counter, CounterInput
 from instruments.factory import MODEL_TABLE, connect, identify_resource, open_instrument
 from instruments.pulse import PULSE_MODELS, PulseGenerator
 from instruments.smu import SMU_MODELS, Reading, Smu, SweepResult
 from instruments.switch import SWITCH_MODELS, SwitchMatrix
 
 __all__ = [
+    "COUNTER_MODELS",
     "MODEL_TABLE",
     "PULSE_MODELS",
     "SMU_MODELS",
     "SWITCH_MODELS",
     "BenchConfig",
     "CapabilityError",
+    "Counter",
+    "CounterInput",
     "Identity",
     "Instrument",
     "InstrumentMessage",

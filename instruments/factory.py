@@ -16,6 +16,7 @@ from pyvisa.errors import Error as VisaError
 
 from dendrolab.errors import InstrumentError, ParameterError
 from instruments.base import Identity, Instrument, ModelSpec, UserLimits, split_idn
+from instruments.counter import COUNTER_MODELS, Counter
 from instruments.prober import PROBER_MODELS, Prober
 from instruments.pulse import PULSE_MODELS, PulseGenerator
 from instruments.smu import SMU_MODELS, Smu
@@ -27,6 +28,7 @@ MODEL_TABLE: tuple[tuple[type[Instrument], ModelSpec], ...] = (
     *((PulseGenerator, spec) for spec in PULSE_MODELS),
     *((SwitchMatrix, spec) for spec in SWITCH_MODELS),
     *((Prober, spec) for spec in PROBER_MODELS),
+    *((Counter, spec) for spec in COUNTER_MODELS),
 )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from dendrolab.errors import ProtocolError, clip, show
 from instruments.base import UserLimits
+from instruments.counter import SLOPES, frequency_timeout_s
 from instruments.factory import lookup_model
 from protocols.schema import (
     DEVICE_ID,
@@ -50,9 +51,13 @@ ACTIONS = (
     "pulse.arb",
     "matrix.route",
     "matrix.open_all",
+    "counter.start",
+    "counter.fetch",
+    "counter.frequency",
     "wait",
 )
-CAPABILITY = {"smu": "smu", "pulse": "pulse", "matrix": "matrix"}  # action prefix -> driver kind
+# action prefix -> driver kind
+CAPABILITY = {"smu": "smu", "pulse": "pulse", "matrix": "matrix", "counter": "counter"}
 
 # Plan steps after loop expansion. A step is a Python object, a journal entry and an HDF5 group in
 # the run file: 10^6 of them took 1.5 GB and 16-45 s only to check; 10^5 check in under 2 s and
@@ -65,6 +70,11 @@ ARB_POINTS_MIN = 8  # fewest arbitrary-waveform samples we ever generate
 LINE_FREQUENCY_HZ = 50.0  # 50 Hz gives the longer NPLC time: conservative for time and energy
 POINT_OVERHEAD_S = 1e-3  # per-measurement overhead when the model is unknown
 HOST_STEP_S = 1e-3  # estimated host time of a configuration step (setup, route, off)
+COUNTER_GATE_MIN_S = 1e-6  # counter gate limits when the model is unknown (53230A, 1 us steps)
+COUNTER_GATE_MAX_S = 1000.0
+COUNTER_GATE_STEP_S = 1e-6
+COUNTER_IMPEDANCES_OHM = (50.0, 1e6)
+COUNTER_RANGES_V = (5.0, 50.0)
 RECORD_DTYPE = "float64"
 
 LoopValue = int | float | str  # a loop variable's value as the protocol gives it
@@ -321,6 +331,7 @@ class Plan:
         i_peak = max((s.i_max_a for s in self.steps), default=0.0)
         counts = Counter(s.action for s in self.steps)
         recorded = [s for s in self.steps if s.records]
+        quantities = list(dict.fromkeys(name for s in recorded for name in s.records))
         lines = [
             f"protocol {self.protocol}{fig}: {self.description}".rstrip(": "),
             f"source {self.source}  device {self.device or '-'}",
@@ -340,7 +351,7 @@ class Plan:
             f" peak |V| {_si(v_peak, 'V')} (limit {_si(lim['voltage_max_v'] or 0, 'V')}); "
             f"peak compliance {_si(i_peak, 'A')} (limit {_si(lim['current_max_a'] or 0, 'A')})",
             f"records: {len(recorded)} steps, {self.points} points per quantity "
-            f"(voltage_v, current_a, time_s; {RECORD_DTYPE})",
+            f"({', '.join(quantities) or 'none'}; {RECORD_DTYPE})",
             f"plan hash sha256:{self.hash}",
         ]
         lines += [f"warning: {w}" for w in self.warnings]
@@ -400,6 +411,19 @@ class _Target:
 
     def model_name(self) -> str:
         return self.spec.name if self.spec is not None else "?"
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """A totalize gate opened by a count_start: when (plan time), how long, where in the file."""
+
+    opens_s: float
+    gate_s: float
+    level_v: float
+    index: int
+    name: str
+    label: str
+    where: Where
 
 
 @dataclass
@@ -510,6 +534,8 @@ class _Compiler:
         self.targets: dict[tuple[Any, ...], _Target] = {}
         self.volt_bounds: dict[tuple[Any, ...], list[tuple[float, float, str]]] = {}
         self.arb_names: dict[str, str] = {}
+        #: counter (role, channel) -> the totalize gate a count_start opened, until count_fetch
+        self.gates: dict[tuple[str, int], _Gate] = {}
 
     # --- errors --------------------------------------------------------------------------------
 
@@ -537,6 +563,10 @@ class _Compiler:
                     "inside a step instead: read count, pulses count, spike_train cycles)",
                 )
         self._expand(self.p.steps, {}, ())
+        for gate in self.gates.values():
+            self.current = (gate.index, gate.name)
+            raise self.fail(gate.where, f"this count_start on {gate.label} is never fetched: "
+                                        "add a count_fetch on the same counter after it")
 
         if self.bench is None:
             self.warnings.insert(0, "no bench information: instrument limits not checked")
@@ -1101,6 +1131,105 @@ class _Compiler:
         if g == 0:
             raise self.fail(self._w(node, "width_s"), "times shorter than 1 ps")
         return g
+
+    # --- counter -------------------------------------------------------------------------------
+
+    def _counter_settings(self, node: Action, f: Mapping[str, Any], t: _Target
+                          ) -> dict[str, Any]:
+        """Gate and input fields checked against the model (or generic limits): SI params."""
+        lim = t.spec.limits if t.spec is not None else None
+        name = t.model_name() if lim is not None else "counter"
+        gate = f["gate_s"]
+        low, high, step = ((lim.gate_min_s, lim.gate_max_s, lim.gate_step_s) if lim else
+                           (COUNTER_GATE_MIN_S, COUNTER_GATE_MAX_S, COUNTER_GATE_STEP_S))
+        self._range(node, "gate_s", gate, low, high, "s", f"{name} gate time range")
+        steps = gate / step
+        if abs(steps - round(steps)) > 1e-6:
+            raise self.fail(self._w(node, "gate_s"), f"must be a whole number of "
+                                                     f"{fmt_num(step)} s steps ({name} gate "
+                                                     f"resolution), got {fmt_num(gate)} s")
+        slope = SLOPES.get(str(f["slope"]).strip().upper())
+        if slope is None:
+            raise self.fail(self._w(node, "slope"), f"must be POS or NEG, got {show(f['slope'])}")
+        coupling = str(f["coupling"]).strip().upper()
+        if coupling not in ("AC", "DC"):
+            raise self.fail(self._w(node, "coupling"), f"must be AC or DC, got "
+                                                       f"{show(f['coupling'])}")
+        for key, allowed, unit in (
+                ("impedance_ohm", lim.impedances_ohm if lim else COUNTER_IMPEDANCES_OHM, "ohm"),
+                ("range_v", lim.ranges_v if lim else COUNTER_RANGES_V, "V")):
+            if f[key] not in allowed:
+                raise self.fail(self._w(node, key), f"must be one of "
+                                f"{', '.join(fmt_num(a) for a in allowed)} {unit} ({name}), "
+                                f"got {fmt_num(f[key])}")
+        rng = f["range_v"]
+        self._range(node, "level_v", f["level_v"], -rng, rng, "V",
+                    f"trigger level within the {fmt_num(rng)} V input range")
+        return {"gate_s": gate, "level_v": f["level_v"], "slope": slope,
+                "impedance_ohm": f["impedance_ohm"], "coupling": coupling, "range_v": rng}
+
+    def _no_open_gate(self, node: Action, t: _Target, what: str) -> None:
+        gate = self.gates.get((t.role, t.channel))
+        if gate is not None:
+            raise self.fail(node.where, f"{what} on {t.label} while the totalize gate of "
+                                        f"{gate.name!r} ({gate.where.text()}) is open: "
+                                        "count_fetch it first")
+
+    def _c_count_start(self, node: Action, f: Mapping[str, Any]) -> _Leaf:
+        t = self._target(node, f, "counter")
+        params = self._counter_settings(node, f, t)
+        self._no_open_gate(node, t, "count_start")
+        assert self.current is not None
+        # the gate opens when the step ends (INITiate is its last command)
+        self.gates[(t.role, t.channel)] = _Gate(self.time + HOST_STEP_S, params["gate_s"],
+                                                params["level_v"], *self.current, t.label,
+                                                node.where)
+        return _Leaf("counter.start", t, params, "pc", HOST_STEP_S, 0.0, 0.0, 0.0)
+
+    def _c_count_fetch(self, node: Action, f: Mapping[str, Any]) -> _Leaf:
+        t = self._target(node, f, "counter")
+        gate = self.gates.pop((t.role, t.channel), None)
+        if gate is None:
+            raise self.fail(node.where, f"no totalize gate is open on {t.label}: a count_start "
+                                        "on the same counter must come before count_fetch")
+        closes = gate.opens_s + gate.gate_s
+        if self.time > closes:
+            self._warn(f"{node.where.text()}: the steps since {gate.name!r} take about "
+                       f"{fmt_num(self.time - gate.opens_s)} s, longer than its "
+                       f"{fmt_num(gate.gate_s)} s gate: later events are not counted")
+        params = {"gate_s": gate.gate_s, "level_v": gate.level_v, "start_step": gate.name}
+        records = {"count": ("", 1), "gate_s": ("s", 1), "level_v": ("V", 1),
+                   "time_s": ("s", 1)}
+        return _Leaf("counter.fetch", t, params, "pc", max(closes - self.time, 0.0) +
+                     POINT_OVERHEAD_S, 0.0, 0.0, 0.0, records)
+
+    def _c_frequency(self, node: Action, f: Mapping[str, Any]) -> _Leaf:
+        t = self._target(node, f, "counter")
+        params = self._counter_settings(node, f, t)
+        self._no_open_gate(node, t, "a frequency measurement")
+        gate, settle = params["gate_s"], f["settle_s"]
+        timeout = frequency_timeout_s(gate)
+        duration = settle + gate + POINT_OVERHEAD_S
+        v_max = i_max = energy = 0.0
+        if (f["hold_role"] is None) != (f["hold_v"] is None):
+            raise self.fail(node.where, "give hold_role and hold_v together (an SMU holding "
+                                        "the input level), or neither")
+        hold: dict[str, Any] = {"hold_role": None, "hold_channel": None, "hold_v": None}
+        if f["hold_role"] is not None:
+            h = self._target(node, {"hold_role": f["hold_role"],
+                                    "hold_channel": f["hold_channel"]},
+                             "smu", "hold_role", "hold_channel")
+            setup = self._setup_of(node, h)
+            self._volts(node, "hold_v", [f["hold_v"]], h)
+            v_max, i_max = abs(f["hold_v"]), setup.limit_a
+            # bound: the source stays on through settling and up to the counter's timeout
+            energy = v_max * i_max * (settle + timeout + POINT_OVERHEAD_S)
+            hold = {"hold_role": h.role, "hold_channel": h.channel, "hold_v": f["hold_v"]}
+        params.update(hold, settle_s=settle, timeout_s=timeout)
+        records = {"frequency_hz": ("Hz", 1), "gate_s": ("s", 1), "level_v": ("V", 1),
+                   "hold_v": ("V", 1), "time_s": ("s", 1)}
+        return _Leaf("counter.frequency", t, params, "hardware", duration, v_max, i_max,
+                     energy, records)
 
     # --- matrix and wait -----------------------------------------------------------------------
 

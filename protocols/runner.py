@@ -13,6 +13,7 @@ import errno
 import getpass
 import hashlib
 import logging
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import numpy as np
 from dendrolab.errors import DendrolabError, ProtocolError, RunFileError, clip
 from instruments.bench_config import InstrumentSet, load_bench_config
 from instruments.clock import Clock, clock_of
+from instruments.counter import CounterInput
 from protocols.library import builtin_path, resolve_protocol
 from protocols.plan import Plan, PlanStep, arb_waveform, compile_protocol, roles_from_bench_config
 from protocols.runfile import (
@@ -242,6 +244,42 @@ class _Executor:
         gen.trigger()
         gen.output_off()
 
+    # -- counter -------------------------------------------------------------------------------
+    def _counter_start(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        self.driver(step).start_totalize(p["gate_s"], _counter_input(p))
+
+    def _counter_fetch(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        """The count of the gate its count_start opened; NaN when that gate is gone (opened by
+        a run that was killed before this step: a resume cannot reopen the past)."""
+        counter = self.driver(step)
+        if not counter.armed:
+            self.writer.log_event("counter_gate_lost", {"step": step.name,
+                                                        "start_step": p.get("start_step")})
+            out.append(math.nan, p["gate_s"], p["level_v"], self.elapsed())
+            return
+        count = counter.fetch_count()
+        out.append(float(count), p["gate_s"], p["level_v"], self.elapsed())
+
+    def _counter_frequency(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
+        """Hold the input (if asked), settle, read the frequency; the hold ends at 0 V, off."""
+        counter = self.driver(step)
+        hold = None
+        if p.get("hold_role"):
+            hold = self.instruments.driver(p["hold_role"], p.get("hold_channel"))
+        try:
+            if hold is not None:
+                hold.set_voltage(p["hold_v"])
+                hold.output_on()
+                if p.get("settle_s"):
+                    self.clock.sleep(p["settle_s"])
+            f = counter.measure_frequency(p["gate_s"], _counter_input(p))
+            out.append(f, p["gate_s"], p["level_v"],
+                       p["hold_v"] if hold is not None else math.nan, self.elapsed())
+        finally:
+            if hold is not None:
+                hold.set_voltage(0.0)
+                hold.output_off()
+
     # -- switch matrix and host ----------------------------------------------------------------
     def _matrix_route(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         self.driver(step).route(p["row"], int(p["column"]), slot=int(p.get("slot", 1)),
@@ -252,6 +290,11 @@ class _Executor:
 
     def _wait(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         self.clock.sleep(float(p["duration_s"]))
+
+
+def _counter_input(p: dict[str, Any]) -> CounterInput:
+    return CounterInput(p["level_v"], p["slope"], p["impedance_ohm"], p["coupling"],
+                        p["range_v"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -317,7 +317,7 @@ def parse_template(text: str, where: Where, scope: Sequence[str]) -> str | Subst
 # Numbers with optional SI prefix and unit.
 
 _UNIT_NAMES = {"s": "seconds", "V": "volts", "A": "amperes", "J": "joules", "W": "watts",
-               "S": "siemens", "": "a plain number"}
+               "S": "siemens", "ohm": "ohms", "": "a plain number"}
 _PREFIX = {"p": "e-12", "n": "e-9", "u": "e-6", "µ": "e-6", "m": "e-3", "": "e0", "k": "e3",
            "M": "e6", "G": "e9"}
 _NUMBER = re.compile(
@@ -459,6 +459,14 @@ _DELAY = _f("delay_s", unit="s", default=0.0, high=1e4, **_NONNEG,
 _BASE = _f("base_v", unit="V", default=0.0, doc="level between pulses")
 
 SWEEP_KINDS = ("linear", "list", "pulsed")
+_COUNTER_GATE = (_f("gate_s", unit="s", required=True, **_POS, doc="counter gate time"),)
+_COUNTER_INPUT = (
+    _f("level_v", unit="V", required=True, doc="absolute trigger level"),
+    _f("slope", "text", default="POS", doc="POS or NEG"),
+    _f("impedance_ohm", unit="ohm", default=1e6, **_POS, doc="input impedance: 50 or 1e6"),
+    _f("coupling", "text", default="DC", doc="AC or DC"),
+    _f("range_v", unit="V", default=5.0, **_POS, doc="input range: 5 or 50"),
+)
 
 STEP_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     "smu_setup": (
@@ -527,6 +535,24 @@ STEP_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("exclusive", "bool", default=True, doc="open every other crosspoint first"),
     ),
     "open_all": (_ROLE, _NAME),
+    "count_start": (
+        *_COMMON,
+        *_COUNTER_GATE,
+        *_COUNTER_INPUT,
+    ),
+    "count_fetch": _COMMON,
+    "frequency": (
+        *_COMMON,
+        *_COUNTER_GATE,
+        *_COUNTER_INPUT,
+        _f("hold_role", "role", templated=False,
+           doc="an SMU that holds the input at hold_v during the measurement"),
+        _f("hold_channel", "int", low=1, high=64, templated=False,
+           doc="default: hold_role's declared channel"),
+        _f("hold_v", unit="V", doc="input level held by hold_role (needs hold_role)"),
+        _f("settle_s", unit="s", default=0.0, high=1e4, **_NONNEG,
+           doc="hold time before the gate opens"),
+    ),
     "write_verify": (
         *_COMMON,
         _f("gate_role", "role", templated=False, doc="default: role"),
@@ -544,7 +570,7 @@ STEP_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     ),
 }
 STEP_KEYWORDS = ("smu_setup", "read", "sweep", "pulses", "spike_train", "wait", "output_off",
-                 "route", "open_all", "write_verify")
+                 "route", "open_all", "write_verify", "count_start", "count_fetch", "frequency")
 LOOP_KEYWORDS = ("for", "repeat")
 
 TOP_FIELDS = ("version", "protocol", "description", "figure", "device", "instruments", "limits",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,23 @@ class Reading(NamedTuple):
     v_v: float
     tripped: bool
     t_s: float
+
+
+class SpikeTrain(NamedTuple):
+    """A unit's soma spikes as an instrument on its ``out`` port sees them (``Bench.spikes``).
+
+    ``base_a``/``peak_a``: the soma-branch current just before and just after a switch, both at
+    the node level where the device fires (OFF branch, then ON branch, with the circuit's sense
+    resistor ``r_load_ohm``), from the device's own (D2D-varied) nominal thresholds; the
+    per-cycle C2C spread of a spike's height is not in them. ``charge_c``: soma-branch charge
+    since the bench started (a difference over a window, divided by it, is the mean current).
+    """
+
+    times_s: np.ndarray
+    base_a: float
+    peak_a: float
+    charge_c: float
+    r_load_ohm: float
 
 
 @dataclass
@@ -427,6 +445,29 @@ class Bench:
         if tripped and not dut.self_limiting:
             slot.v = v   # the clamped voltage is what the device sees from now on
         return i, v, tripped
+
+    # ------------------------------------------------------------------ spike outputs
+    def spikes(self, terminal: str, t_start_s: float, t_stop_s: float) -> list[SpikeTrain]:
+        """The soma spikes in ``[t_start_s, t_stop_s)`` of every unit whose ``out`` port
+        ``terminal`` is wired to, each unit brought up to now first (for a counter)."""
+        trains = []
+        for slot, port, _main in self._targets.get(terminal, ()):
+            if port != "out" or slot.kind != "unit":
+                continue
+            self._sync(slot)
+            dut = slot.dut
+            times = dut.spike_times
+            lo = bisect_left(times, t_start_s)
+            hi = max(bisect_left(times, t_stop_s), lo)
+            unit = dut.unit
+            p, r_load = unit.soma.p, float(unit.r_load)
+            r_off, r_on = float(p["r_off_ohm"][0]), float(p["r_on_ohm"][0])
+            node_th = float(p["v_th_v"][0]) * (r_off + r_load) / r_off
+            trains.append(SpikeTrain(np.asarray(times[lo:hi], dtype=float),
+                                     node_th / (r_off + r_load),
+                                     (node_th - float(p["v_on0_v"][0])) / (r_on + r_load),
+                                     float(dut.charge_c), r_load))
+        return trains
 
     # ------------------------------------------------------------------ switch matrix
     def close_route(self, crosspoint: str, links: list[tuple[str, str]]) -> None:

@@ -21,6 +21,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "keithley707b": ("sim_backend.instruments.k707b", "Keithley707BSim"),
     "mpi_sentio": ("sim_backend.instruments.sentio", "SentioSim"),
     "formfactor_velox": ("sim_backend.instruments.velox", "VeloxSim"),
+    "keysight_53220a": ("sim_backend.instruments.counter532x0", "Keysight53220ASim"),
+    "keysight_53230a": ("sim_backend.instruments.counter532x0", "Keysight53230ASim"),
 }
 
 

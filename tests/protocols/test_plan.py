@@ -39,7 +39,8 @@ from protocols.schema import parse_protocol
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS = {"smu": "2450", "pulse": "33622A", "soma_smu": "2636B",
-                  "array_smu": "B2902A", "probe_smu": "2450", "matrix": "707B"}
+                  "array_smu": "B2902A", "probe_smu": "2450", "matrix": "707B",
+                  "counter": "53230A"}
 
 
 def default_bench() -> dict[str, RoleInfo]:
