@@ -6,7 +6,9 @@ names and loop variables), so its figure can be the paper's panel: current again
 amplitude and the amplitude threshold (ED2a), the OFF/ON/relax trace (ED3d), I-V overlays on a
 log |I| axis (ED2c/ED4), the soma I-V with V_th/V_hold (ED7c), the read ratio against pulse number
 (ED2b), excitation cancelled by inhibition (ED3a-c), endurance with every cycle (ED7b), input
-current per pulse against amplitude (ED7d) and write-verify conductance against pulse number
+current per pulse and counted spikes per pulse against amplitude (ED7d), the unit's
+oscillation frequency against its input, potentiation/depression with NeuroSim's labels, the
++/- pulse responses (ED1) and write-verify conductance against pulse number
 (synapse programming).
 
 Run files are read only through ``protocols.runfile_reader.RunReader`` (the analysis contract);
@@ -314,7 +316,8 @@ def fig_unit_firing(reader: RunReader) -> Figure:
     """ED7d: input current of every pulse against pulse number, one line per amplitude, and
     the mean input current against amplitude with the firing threshold
     (``metrics.extract_unit_firing``) marked. The file holds charge per pulse, not spike
-    times, so spikes per pulse are shown as what they add to the input current."""
+    times, so spikes per pulse are shown as what they add to the input current (unit-spikes
+    counts them: ``fig_unit_spikes``)."""
     plt = _plt()
     steps = [d for d in _steps(reader, "pulses")
              if isinstance(d.info.loop_vars.get("amplitude_v"), (int, float))]
@@ -340,6 +343,56 @@ def fig_unit_firing(reader: RunReader) -> Figure:
     ax_a.set(xlabel="input amplitude (V)", ylabel="input current (uA)",
              title="input current against amplitude")
     ax_a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- ED7d (counted)
+def fig_unit_spikes(reader: RunReader) -> Figure:
+    """ED7d: soma spikes per input pulse against pulse amplitude, as the frequency counter
+    totalized them over each burst, with the firing threshold (spikes per pulse reaching 1,
+    ``metrics.extract_unit_spikes``) marked."""
+    plt = _plt()
+    found = metrics.extract_unit_spikes(reader)
+    pts = sorted((float(m.loop_vars["amplitude_v"]), m.value) for m in found
+                 if m.name == "spikes_per_pulse" and math.isfinite(m.value)
+                 and isinstance(m.loop_vars.get("amplitude_v"), (int, float)))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if pts:
+        amps, rates = zip(*pts, strict=True)
+        ax.plot(amps, rates, "o-", color="k", ms=5, gid="spikes_per_pulse",
+                label="spikes per pulse (counted)")
+    thr = next((m for m in found if m.name == "firing_threshold"), None)
+    if thr is not None and math.isfinite(thr.value):
+        ax.axvline(thr.value, color="C3", lw=1.5, gid="firing_threshold",
+                   label=f"firing threshold {thr.value:.3g} V")
+    ax.set(xlabel="input pulse amplitude (V)", ylabel="soma spikes per input pulse",
+           title=_title(reader, "ED7d unit spikes"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_unit_oscillation(reader: RunReader) -> Figure:
+    """Unit oscillation: the counter's frequency of the soma's spikes against the DC input
+    level (0 where the counter timed out), with the oscillation onset marked."""
+    plt = _plt()
+    found = metrics.extract_unit_oscillation(reader)
+    pts = sorted((float(m.loop_vars["input_v"]), m.value) for m in found
+                 if m.name == "oscillation_frequency" and math.isfinite(m.value)
+                 and isinstance(m.loop_vars.get("input_v"), (int, float)))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if pts:
+        levels, freqs = zip(*pts, strict=True)
+        ax.plot(levels, np.array(freqs) / 1e3, "o-", color="k", ms=5, gid="frequency",
+                label="soma spike frequency")
+    onset = next((m for m in found if m.name == "oscillation_onset"), None)
+    if onset is not None and math.isfinite(onset.value):
+        ax.axvline(onset.value, color="C3", lw=1.5, gid="onset",
+                   label=f"onset {onset.value:.3g} V")
+    ax.set(xlabel="DC input level (V)", ylabel="oscillation frequency (kHz)",
+           title=_title(reader, "unit oscillation f-V"))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -455,6 +508,8 @@ FIGURES: dict[str, Callable[[RunReader], Figure]] = {
     "dendrite-inhibition": fig_inhibition,
     "dendrite-endurance": fig_endurance,
     "unit-firing": fig_unit_firing,
+    "unit-spikes": fig_unit_spikes,
+    "unit-oscillation": fig_unit_oscillation,
     "synapse-write-verify": fig_write_verify,
 }
 

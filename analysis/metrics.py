@@ -530,7 +530,8 @@ def extract_unit_firing(reader: RunReader, *, min_jump: float = 2.0) -> list[Met
     between neighbouring amplitudes (the soma's spikes add their charge to the input current).
 
     Spikes per pulse cannot be counted from this protocol: the input SMU integrates over each
-    pulse, so the file holds charge per pulse, not spike times.
+    pulse, so the file holds charge per pulse, not spike times (unit-spikes counts them with a
+    frequency counter: ``extract_unit_spikes``).
     """
     amps, gs, out = [], [], []
     for data in _current_steps(reader, "pulses"):
@@ -881,6 +882,83 @@ def extract_endurance(reader: RunReader) -> list[Metric]:
                    fit.reason or "sigma of ln I about the drift line"), *out]
 
 
+def _pulses_between(reader: RunReader, start: int, stop: int) -> int:
+    """Input pulses played by the pulse steps between step indexes ``start`` and ``stop``."""
+    n = 0
+    for info in reader.steps[start + 1: stop]:
+        count = info.params.get("count")
+        if "high_v" in info.params and isinstance(count, (int, float)):
+            n += int(count)
+    return n
+
+
+def extract_unit_spikes(reader: RunReader) -> list[Metric]:
+    """unit-spikes (ED7d): soma spikes the counter totalized over each input burst, per
+    amplitude (loop ``amplitude_v``): ``spike_count`` and ``spikes_per_pulse`` (count / pulses
+    played between the gate's ``count_start`` and this fetch); and ``firing_threshold``, the
+    amplitude where spikes per pulse first reaches 1, linearly interpolated between amplitudes
+    (``crossing_threshold``)."""
+    index = {info.name: info.index for info in reader.steps}
+    out, amps, rates = [], [], []
+    for info in reader.steps:
+        if "count" not in info.units:
+            continue
+        data = reader.step(info.index)
+        count = float(data.arrays["count"][0]) if data.arrays["count"].size else math.nan
+        if not math.isfinite(count):
+            out.append(_m("spike_count", math.nan, "1", data=data, quality=FAILED,
+                          reason="no count: the counter's gate was lost (run resumed)"))
+            continue
+        start = index.get(str(info.params.get("start_step", "")), -1)
+        pulses = _pulses_between(reader, start, info.index)
+        out.append(_m("spike_count", count, "1", data=data))
+        if pulses <= 0:
+            out.append(_m("spikes_per_pulse", math.nan, "1", data=data, quality=FAILED,
+                          reason="no pulse step inside the counter's gate"))
+            continue
+        out.append(_m("spikes_per_pulse", count / pulses, "1", data=data,
+                      reason=f"{count:g} spikes / {pulses} pulses"))
+        amp = info.loop_vars.get("amplitude_v")
+        if isinstance(amp, (int, float)):
+            amps.append(float(amp))
+            rates.append(count / pulses)
+    if len(amps) < 2:
+        return [*out, _missing("firing_threshold", "V", "fewer than 2 amplitudes counted")]
+    fit = crossing_threshold(np.array(amps), np.array(rates), 1.0)
+    out.insert(0, Metric("firing_threshold", fit.params["x"], "V", fit.quality,
+                         fit.reason or "spikes per pulse reaches 1 (interpolated)"))
+    return out
+
+
+def extract_unit_oscillation(reader: RunReader) -> list[Metric]:
+    """unit-oscillation: the counter's frequency reading of the soma's spikes per DC input
+    level (loop ``input_v``), ``oscillation_frequency`` (Hz; 0 where the counter timed out:
+    no oscillation at that input, said in the reason), and ``oscillation_onset``, the lowest
+    input level with a reading (``poor`` if already the first level: only an upper bound)."""
+    out, levels = [], []
+    for info in reader.steps:
+        if "frequency_hz" not in info.units:
+            continue
+        data = reader.step(info.index)
+        f = data.arrays["frequency_hz"]
+        value = float(f[0]) if f.size else math.nan
+        level = info.loop_vars.get("input_v", info.params.get("hold_v"))
+        if not math.isfinite(value):
+            out.append(_m("oscillation_frequency", 0.0, "Hz", data=data,
+                          reason="counter timed out: no oscillation at this input (0 Hz)"))
+            levels.append((float(level) if isinstance(level, (int, float)) else math.nan, False))
+            continue
+        out.append(_m("oscillation_frequency", value, "Hz", data=data))
+        levels.append((float(level) if isinstance(level, (int, float)) else math.nan, True))
+    known = sorted((lv, ok) for lv, ok in levels if math.isfinite(lv))
+    firing = [lv for lv, ok in known if ok]
+    if not firing:
+        return [*out, _missing("oscillation_onset", "V", "no input level oscillated")]
+    q, why = ((POOR, "already oscillating at the lowest input level: an upper bound")
+              if firing[0] == known[0][0] else (OK, "lowest input level with a frequency"))
+    return [Metric("oscillation_onset", firing[0], "V", q, why), *out]
+
+
 def extract_generic(reader: RunReader) -> list[Metric]:
     """Any run: mean |I| of every step that recorded a current (for user protocols)."""
     out = []
@@ -903,6 +981,8 @@ EXTRACTORS: dict[str, Callable[[RunReader], list[Metric]]] = {
     "soma-iv": extract_soma_iv,
     "soma-on-state": extract_soma_iv,
     "unit-firing": extract_unit_firing,
+    "unit-spikes": extract_unit_spikes,
+    "unit-oscillation": extract_unit_oscillation,
     "synapse-write-verify": extract_write_verify,
     "synapse-ltp-ltd": extract_ltp_ltd,
     "dendrite-integration": extract_integration,

@@ -129,7 +129,7 @@ def run_physics_demo(out_dir: Path, preset: str = "li2020-original") -> Iterator
 #: Built-in protocols the demo runs on the simulated bench, in order.
 DEMO_PROTOCOLS = ("dendrite-amplitude-sweep", "dendrite-integration", "dendrite-inhibition",
                   "dendrite-relaxation", "dendrite-iv", "soma-iv", "soma-on-state", "unit-firing",
-                  "synapse-write-verify", "synapse-ltp-ltd")
+                  "unit-spikes", "unit-oscillation", "synapse-write-verify", "synapse-ltp-ltd")
 
 #: Headline metrics the demo prints after analysing its runs: (protocol, metric, label, unit
 #: shown, scale); the median over the run's rows of quality ok.
@@ -141,7 +141,9 @@ HEADLINES = (
     ("soma-iv", "v_th", "soma V_th", "V", 1.0),
     ("soma-iv", "v_hold", "soma V_hold", "V", 1.0),
     ("soma-on-state", "r_on", "soma R_on", "kohm", 1e-3),
-    ("unit-firing", "firing_threshold", "unit firing threshold", "V", 1.0),
+    ("unit-firing", "firing_threshold", "unit firing threshold (input current)", "V", 1.0),
+    ("unit-spikes", "firing_threshold", "unit firing threshold (1 spike per pulse)", "V", 1.0),
+    ("unit-oscillation", "oscillation_onset", "unit oscillation onset", "V", 1.0),
     ("synapse-ltp-ltd", "nl_ltp", "synapse NL_LTP (NeuroSim label)", "", 1.0),
     ("synapse-ltp-ltd", "nl_ltd", "synapse NL_LTD (NeuroSim label)", "", 1.0),
     ("synapse-ltp-ltd", "on_off", "synapse G_max/G_min", "", 1.0),

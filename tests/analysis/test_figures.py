@@ -254,3 +254,27 @@ def test_ltp_ltd_curves_and_labels(runs: dict[str, Path]) -> None:
     # potentiation then depression on one axis: 60 + 60 pulses per cycle
     assert max(float(np.max(ln.get_xdata())) for ln in fits) == pytest.approx(120)
     plt.close(fig)
+
+
+def test_unit_spikes_ed7d_counted(runs: dict[str, Path]) -> None:
+    fig, found = _figure(runs, "unit-spikes")
+    ax = fig.axes[0]
+    line = next(ln for ln in ax.get_lines() if ln.get_gid() == "spikes_per_pulse")
+    rates = sorted((m.loop_vars["amplitude_v"], m.value) for m in found
+                   if m.name == "spikes_per_pulse")
+    assert list(line.get_xdata()) == [a for a, _ in rates]
+    assert list(line.get_ydata()) == [r for _, r in rates]
+    thr = next(m for m in found if m.name == "firing_threshold")
+    mark = next(ln for ln in ax.get_lines() if ln.get_gid() == "firing_threshold")
+    assert float(mark.get_xdata()[0]) == pytest.approx(thr.value)
+    plt.close(fig)
+
+
+def test_unit_oscillation_f_v(runs: dict[str, Path]) -> None:
+    fig, found = _figure(runs, "unit-oscillation")
+    ax = fig.axes[0]
+    line = next(ln for ln in ax.get_lines() if ln.get_gid() == "frequency")
+    freqs = [m.value / 1e3 for m in found if m.name == "oscillation_frequency"]
+    assert np.allclose(np.sort(line.get_ydata()), np.sort(freqs))
+    assert ax.get_ylabel() == "oscillation frequency (kHz)"
+    plt.close(fig)

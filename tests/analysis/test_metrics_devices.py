@@ -101,7 +101,7 @@ def test_fit_update_flags_falling_and_short_traces():
 def sim_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim_devices")
     bench = dendrolab.cli._sim_bench()
-    names = ["soma-on-state", "synapse-ltp-ltd"]
+    names = ["soma-on-state", "synapse-ltp-ltd", "unit-spikes", "unit-oscillation"]
     return M.extract([run_protocol(n, bench, root / f"{n}.h5") for n in names])
 
 
@@ -133,3 +133,26 @@ def test_sim_synapse_ltp_ltd_curvature_and_window(sim_runs):
     g_sat = bench.device("c1")._g_sat(1.6)   # the gate-limited conductance ceiling
     assert g_min < g_max <= g_sat * 1.05
     assert _values(sim_runs, "synapse-ltp-ltd", "on_off")[0] > 5
+
+
+def test_sim_unit_spikes_per_pulse_and_threshold(sim_runs):
+    rows = sim_runs[(sim_runs.protocol == "unit-spikes")]
+    counts = rows[rows.metric == "spike_count"].set_index("step")["value"]
+    rates = rows[rows.metric == "spikes_per_pulse"].set_index("step")["value"]
+    assert len(counts) == 5 and (rows.quality == "ok").all()
+    assert np.allclose(rates.to_numpy(), counts.to_numpy() / 20)      # 20 pulses per burst
+    assert np.all(np.diff(rates.to_numpy()) >= 0) and rates.iloc[-1] > 10
+    thr = _values(sim_runs, "unit-spikes", "firing_threshold")[0]
+    # ground truth (physics, fresh device): < 1 spike per pulse at 5.0 V, 7 at 5.5 V
+    assert 5.0 < thr < 5.5
+
+
+def test_sim_unit_oscillation_rises_with_input(sim_runs):
+    rows = sim_runs[(sim_runs.protocol == "unit-oscillation")
+                    & (sim_runs.metric == "oscillation_frequency")]
+    f = rows["value"].to_numpy()
+    assert len(f) == 7 and (rows.quality == "ok").all()
+    assert f[0] == f[1] == 0.0                       # 4.5 and 4.75 V: no oscillation
+    assert rows.reason.iloc[0].startswith("counter timed out")
+    assert np.all(np.diff(f[2:]) > 0) and 1e4 < f[2] < f[-1] < 3e5
+    assert _values(sim_runs, "unit-oscillation", "oscillation_onset")[0] == 5.0

@@ -198,7 +198,8 @@ def test_builtin_plans_time_the_gate_and_bound_the_hold_energy():
     assert fetch.records == {"count": ("", 1), "gate_s": ("s", 1), "level_v": ("V", 1),
                              "time_s": ("s", 1)}
     osc = compile_protocol(load_builtin("unit-oscillation"), roles)
-    step = next(s for s in osc.steps if s.action == "counter.frequency")
+    step = next(s for s in osc.steps if s.action == "counter.frequency"
+                and s.params["hold_v"] == 5.0)
     assert step.params["timeout_s"] == pytest.approx(0.03)
     assert step.energy_j == pytest.approx(5.0 * 1e-3 * (0.01 + 0.03 + 1e-3))
 
