@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def fit_exponential_decay(t: np.ndarray, i: np.ndarray, *, r2_ok: float = 0.99,
     ``poor`` if R^2 >= ``r2_poor`` or tau is outside that range; else ``failed``. Params: ``tau``
     (s), ``i_inf``, ``amp`` (A), ``r2``.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     names = ("tau", "i_inf", "amp", "r2")
     t, i = np.asarray(t, dtype=float), np.asarray(i, dtype=float)
@@ -197,8 +198,12 @@ def fit_exponential_decay(t: np.ndarray, i: np.ndarray, *, r2_ok: float = 0.99,
         return c + a * np.exp(-rate * xx)
 
     try:
-        popt, _ = curve_fit(model, x / span, y, p0=(amp0 / scale, span / tau0, 0.0),
-                            maxfev=5000)
+        # a flat, noisy trace (a stuck device) sends the search through negative rates and a
+        # singular covariance: the quality flag reports that, numpy's warnings need not
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, _ = curve_fit(model, x / span, y, p0=(amp0 / scale, span / tau0, 0.0),
+                                maxfev=5000)
     except (RuntimeError, ValueError) as exc:
         return _failed(f"exponential fit did not converge ({exc})", *names)
     a, rate, c = (float(p) for p in popt)

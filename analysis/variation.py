@@ -52,7 +52,9 @@ __all__ = [
     "LEVELS",
     "TrendFit",
     "VariogramFit",
+    "classify_devices",
     "classify_failure",
+    "combine_failures",
     "correlate_kinds",
     "fit_trend",
     "fit_variogram",
@@ -465,7 +467,8 @@ FAILURE_CATEGORIES = ("pass", "open", "short", "stuck", "no_switching", "complia
 
 
 def classify_failure(reason: object) -> str:
-    """A failure category from a journal reason (``contact: short``, ``compliance: ...``, ...).
+    """A failure category from a journal reason (``contact: short``, ``compliance: ...``, ...)
+    or a ``classify_devices`` reason (``stuck: ...``, ``no switching: ...``).
 
     Empty / None / NaN / ``pass`` / ``ok`` → ``pass``; ``operator skipped`` → ``skipped``;
     text containing ``open``, ``short``, ``stuck``, ``no switching`` (or ``no_switching``,
@@ -486,6 +489,104 @@ def classify_failure(reason: object) -> str:
         if any(n in text for n in needles):
             return cat
     return "other"
+
+
+#: ``classify_devices`` thresholds. A working dendrite of the paper switches ~10x between its
+#: OFF and ON reads (ED3d); a stuck one reads the same state twice, a ratio of 1 within the read
+#: noise (about 1 %), so anything below 2x is called stuck. A synapse whose verify reads never
+#: leave a +-10 % band (G_max / G_min < 1.2, against a programmed window of ~3x and more) never
+#: changed its conductance: stuck.
+STUCK_ON_OFF = 2.0
+STUCK_G_RATIO = 1.2
+#: Metrics whose failed fit means the device never switched in its sweep, with the reason text
+#: the extractor gives (``analysis.metrics``): soma V_th, dendrite amplitude threshold, unit
+#: firing threshold.
+NO_SWITCHING_METRICS: dict[str, tuple[str, ...]] = {
+    "v_th": ("no switching",),
+    "amplitude_threshold": ("never reaches",),
+    "firing_threshold": ("rises at most",),
+}
+
+
+def _reason_has(reasons: pd.Series, needles: tuple[str, ...]) -> pd.Series:
+    text = reasons.fillna("").astype(str).str.lower()
+    return text.apply(lambda t: any(n in t for n in needles))
+
+
+def classify_devices(table: pd.DataFrame, keys: Sequence[str] = DEVICE_KEYS, *,
+                     on_off_min: float = STUCK_ON_OFF,
+                     g_ratio_min: float = STUCK_G_RATIO) -> pd.DataFrame:
+    """A failure category per device from its metrics (the failures a contact check misses).
+
+    One row per device (distinct ``keys``; rows with a missing key are left out) with
+    ``category`` (``pass``, ``stuck``, ``no_switching``) and ``reason`` (empty for pass; text
+    that ``classify_failure`` maps back to the category). Rules, first match wins:
+
+    * ``stuck``: the median ``on_off_ratio`` of the device's ok rows (dendrite-relaxation,
+      dendrite-pm-pulses) is below ``on_off_min``;
+    * ``stuck``: the median over its runs of ``g_max`` / ``g_min`` (synapse verify reads) is
+      below ``g_ratio_min``;
+    * ``no_switching``: every row of a metric in ``NO_SWITCHING_METRICS`` failed with that
+      metric's no-switching reason (a sweep that never switches; a stuck soma shows this way).
+
+    A device with none of these metrics is ``pass`` here: this looks for stuck and
+    non-switching devices among the measured ones, it does not grade the others. Thresholds are
+    documented at ``STUCK_ON_OFF`` and ``STUCK_G_RATIO``.
+    """
+    keys = list(keys)
+    _need(table, ("metric", "value", *keys), "classify_devices")
+    t = table.assign(value=pd.to_numeric(table["value"], errors="coerce"))
+    quality = t["quality"] if "quality" in t.columns else pd.Series("ok", index=t.index)
+    reasons = t["reason"] if "reason" in t.columns else pd.Series("", index=t.index)
+    rows = []
+    for key, dev in t.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        q, why_col = quality.loc[dev.index], reasons.loc[dev.index]
+        ok = dev[(q == "ok") & np.isfinite(dev["value"])]
+        category, why = "pass", ""
+        ratio = ok.loc[ok["metric"] == "on_off_ratio", "value"]
+        if len(ratio) and float(ratio.median()) < on_off_min:
+            category = "stuck"
+            why = (f"stuck: ON/OFF read ratio {float(ratio.median()):.3g} < {on_off_min:g} "
+                   f"(median of {len(ratio)})")
+        if category == "pass":
+            g = {m: ok[ok["metric"] == m] for m in ("g_min", "g_max")}
+            if len(g["g_min"]) and len(g["g_max"]):
+                by = "uuid" if "uuid" in ok.columns else None
+                lo = g["g_min"].groupby(by)["value"].median() if by else g["g_min"]["value"]
+                hi = g["g_max"].groupby(by)["value"].median() if by else g["g_max"]["value"]
+                r = float(np.median((hi / lo).dropna())) if by else float(
+                    hi.median() / lo.median())
+                if r < g_ratio_min:
+                    category = "stuck"
+                    why = (f"stuck: conductance window G_max/G_min {r:.3g} < {g_ratio_min:g} "
+                           "(the verify reads never moved)")
+        if category == "pass":
+            for metric, needles in NO_SWITCHING_METRICS.items():
+                sel = dev["metric"] == metric
+                if sel.any() and bool(((q[sel] == "failed")
+                                       & _reason_has(why_col[sel], needles)).all()):
+                    category = "no_switching"
+                    why = f"no switching: {metric} failed in every sweep ({why_col[sel].iloc[0]})"
+                    break
+        rows.append({**dict(zip(keys, key, strict=True)), "category": category,
+                     "reason": why})
+    return pd.DataFrame(rows, columns=[*keys, "category", "reason"])
+
+
+def combine_failures(journal: pd.DataFrame, classified: pd.DataFrame,
+                     keys: Sequence[str] = DEVICE_KEYS, reason: str = "reason") -> pd.DataFrame:
+    """The journal's devices with ``reason`` filled from ``classify_devices`` where the journal
+    has none: a contact verdict (open, short, compliance, skipped) wins, since such a device was
+    not measured; a measured device gets its metrics' category. Ready for ``yield_table``."""
+    keys = list(keys)
+    _need(journal, (reason, *keys), "combine_failures")
+    _need(classified, ("reason", *keys), "combine_failures")
+    out = journal.merge(classified[[*keys, "reason"]].rename(columns={"reason": "_metric"}),
+                        on=keys, how="left")
+    empty = out[reason].map(classify_failure) == "pass"
+    out.loc[empty, reason] = out.loc[empty, "_metric"].fillna("")
+    return out.drop(columns="_metric")
 
 
 def yield_table(devices: pd.DataFrame, level: str = "die",

@@ -77,5 +77,6 @@ def lognormal(keys: np.ndarray, stream: str | int, sigma_ln: object, event: obje
     """Median-one log-normal factors exp(sigma_ln * z); sigma 0 gives exactly 1."""
     sigma = np.asarray(sigma_ln, dtype=float)
     if not np.any(sigma):
-        return np.ones(np.broadcast(keys, sigma).shape)
+        # the shape ``normal`` gives (keys broadcast with event), so callers index it alike
+        return np.ones(np.broadcast(np.asarray(keys), np.asarray(event), sigma).shape)
     return np.exp(sigma * normal(keys, stream, event))

@@ -109,14 +109,16 @@ def test_report_page_is_self_contained(analysed) -> None:
     _, result, _ = analysed
     page = result.report.read_text(encoding="utf-8")
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    n_hist = result.metrics.groupby(["protocol", "metric"]).ngroups
+    n_hist = result.metrics[result.metrics["quality"] != "failed"]["protocol"].nunique()
     wafer_metrics = result.metrics[result.metrics["wafer"].notna()
                                    & (result.metrics["quality"] != "failed")]
     n_maps = wafer_metrics.groupby(["wafer", "protocol", "metric"]).ngroups
     assert n_maps >= 2
     assert "<h2>Wafer maps</h2>" in page
-    # a histogram per metric + a die map per wafer metric + a run plot per protocol
-    assert len(images) == n_hist + n_maps + 3
+    # a histogram figure per protocol + a die map per wafer metric + a bin map per wafer run
+    # (the journal's contact verdicts) + a run plot per protocol; 2 dies: no variation panels
+    assert "<h2>Wafer variation</h2>" in page and "wafer W1: bin map" in page
+    assert len(images) == n_hist + n_maps + 1 + 3
     assert all(img.startswith("iVBORw0KGgo") for img in images)  # PNG signature in base64
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert not re.search(r"(https?|ftp):|//[a-z0-9]|href=|url\(", text, re.IGNORECASE)
