@@ -18,6 +18,9 @@ Rules the design follows:
   one-line reason, in the file's place, so results stay in input order;
 * files are grouped into a few batches per worker, so the per-task overhead of processes and
   clusters is paid per batch, not per file.
+
+``map_jobs`` is the same machinery for work that is not one file each (sweep points, training
+runs): picklable job descriptions in, results in job order, a thread pool by default.
 """
 
 from __future__ import annotations
@@ -128,24 +131,8 @@ def map_files(func: Callable[[str], Any],
     if scheduler not in LOCAL_SCHEDULERS:
         raise DendrolabError(f"unknown scheduler {clip(scheduler)!r}; use one of "
                              f"{', '.join(LOCAL_SCHEDULERS)} or a tcp://host:port address")
-    dask = _import_dask()
-    if not files:
-        return []
-    from dask.callbacks import Callback
-
-    batches = _batches(files, os.cpu_count() or 1)
-    tasks = [dask.delayed(_safe_batch, pure=False)(func, b) for b in batches]
-    done = 0
-
-    def _posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        nonlocal done
-        if progress is not None and isinstance(result, list):
-            done += len(result)
-            progress(min(done, total), total)
-
-    with Callback(posttask=_posttask):
-        results = dask.compute(*tasks, scheduler=scheduler)
-    return [r for batch in results for r in batch]
+    _import_dask()
+    return _map_dask_local(func, files, scheduler, progress) if files else []
 
 
 def _map_distributed(func: Callable[[str], Any], files: list[str], address: str,
@@ -210,4 +197,92 @@ def extract(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
     return frame
 
 
-__all__: Sequence[str] = ["LOCAL_SCHEDULERS", "Failed", "extract", "is_failed", "map_files"]
+def _map_dask_local(func: Callable[[Any], Any], items: list[Any], scheduler: str,
+                    progress: Callable[[int, int], Any] | None) -> list[Any]:
+    """``map_files`` / ``map_jobs`` on a dask local scheduler: batches of items, results in
+    input order, ``progress`` per finished batch."""
+    dask = _import_dask()
+    from dask.callbacks import Callback
+
+    batches = _batches(items, os.cpu_count() or 1)
+    tasks = [dask.delayed(_safe_batch, pure=False)(func, b) for b in batches]
+    done = 0
+
+    def _posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        nonlocal done
+        if progress is not None and isinstance(result, list):
+            done += len(result)
+            progress(min(done, len(items)), len(items))
+
+    with Callback(posttask=_posttask):
+        results = dask.compute(*tasks, scheduler=scheduler)
+    return [r for batch in results for r in batch]
+
+
+def _map_threads(func: Callable[[Any], Any], items: list[Any], workers: int,
+                 progress: Callable[[int, int], Any] | None) -> list[Any]:
+    """``map_jobs`` on a standard-library thread pool (no dask): one task per job."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    out: list[Any] = [None] * len(items)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_safe_call, func, job): k for k, job in enumerate(items)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            out[futures[fut]] = fut.result()  # _safe_call never raises
+            if progress is not None:
+                progress(done, len(items))
+    return out
+
+
+def map_jobs(func: Callable[[Any], Any], jobs: Iterable[Any], *,
+             scheduler: str | None = None, workers: int | None = None,
+             progress: Callable[[int, int], Any] | None = None,
+             on_error: str = "raise") -> list[Any]:
+    """``[func(job) for job in jobs]`` in job order, for independent, picklable job descriptions.
+
+    The generic sibling of ``map_files`` for work that is not one file each (a sweep point, a
+    training run). ``scheduler``: ``None`` or ``"threads"`` runs a standard-library thread pool
+    here (the default, no dask; ``workers`` threads, default one per core); ``"sync"`` a plain
+    loop; ``"processes"`` dask's process scheduler; ``"tcp://host:port"`` a dask cluster through
+    ``distributed.Client``. The answer does not depend on the scheduler as long as ``func`` is
+    deterministic in its job (seed everything from the job, share no mutable state).
+
+    For ``"processes"`` and clusters, ``func`` must be importable (module level, or a
+    ``functools.partial`` of such a function) and jobs and results picklable.
+    ``on_error="raise"`` (default) raises a ``DendrolabError`` naming the first failed job (in job
+    order) after all jobs ran; ``"mark"`` puts ``Failed(job, reason)`` in that job's place (the
+    ``path`` field then holds the job).
+    """
+    if not callable(func):
+        raise DendrolabError(f"map_jobs needs a function of one job, got {type(func).__name__}")
+    if on_error not in ("raise", "mark"):
+        raise DendrolabError(f"on_error must be 'raise' or 'mark', not {on_error!r}")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise DendrolabError(f"scheduler must be a name or an address, not {scheduler!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise DendrolabError(f"workers must be a positive integer, not {workers!r}")
+    items = list(jobs)
+    if scheduler is None or scheduler == "threads":
+        out = _map_threads(func, items, workers or os.cpu_count() or 1, progress) if items else []
+    elif scheduler in ("sync", "synchronous"):
+        out = []
+        for k, job in enumerate(items, 1):
+            out.append(_safe_call(func, job))
+            if progress is not None:
+                progress(k, len(items))
+    elif "://" in scheduler:
+        out = _map_distributed(func, items, scheduler, progress)
+    elif scheduler == "processes":
+        out = _map_dask_local(func, items, scheduler, progress) if items else []
+    else:
+        raise DendrolabError(f"unknown scheduler {clip(scheduler)!r}; use threads, sync, "
+                             "processes or a tcp://host:port address")
+    if on_error == "raise":
+        for k, result in enumerate(out):
+            if isinstance(result, Failed):
+                raise DendrolabError(f"job {k + 1} of {len(out)} failed: {result.reason}")
+    return out
+
+
+__all__: Sequence[str] = ["LOCAL_SCHEDULERS", "Failed", "extract", "is_failed", "map_files",
+                          "map_jobs"]

@@ -6,7 +6,6 @@ Heavy modules (numpy, h5py, pyvisa, the simulator) are imported inside commands 
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import sys
@@ -15,43 +14,11 @@ from pathlib import Path
 import click
 
 from dendrolab import __version__
-from dendrolab.errors import MESSAGE_MAX, DendrolabError, ParameterError, RunFileError, clip
+from dendrolab.clickgroup import OneLineErrors, one_line
+from dendrolab.errors import ParameterError, RunFileError, clip
 
 
-def _one_line(message: str) -> str:
-    """The last guard on what reaches stderr: one line, at most ``MESSAGE_MAX`` characters."""
-    return clip(" ".join(line.strip() for line in message.splitlines()), MESSAGE_MAX)
-
-
-def _os_message(exc: OSError) -> str:
-    """A file-system refusal as ``path: reason`` (the path clipped)."""
-    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
-    name = exc.filename
-    if name is None or name == "":
-        return reason
-    text = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
-    return f"{clip(text, 120)}: {reason}"
-
-
-class _Group(click.Group):
-    """Turns our own errors, and the file system's refusals, into one line and exit code 2.
-
-    Paths are checked where they are used; ``OSError`` here is the guard for a path refused
-    somewhere else (a name too long, a file where a directory should be): never a traceback.
-    """
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except DendrolabError as exc:
-            click.echo(f"error: {_one_line(str(exc))}", err=True)
-            sys.exit(2)
-        except OSError as exc:
-            click.echo(f"error: {_one_line(_os_message(exc))}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dendrolab")
 def main() -> None:
     """dendrolab: measure artificial dendrites, somas and synapse arrays.
@@ -364,11 +331,11 @@ def _wafer_pass(call, bar: _WaferProgress):
             bar.close()
     except WaferAborted as exc:
         _wafer_report(exc.summary)
-        click.echo(f"aborted: {_one_line(str(exc))}", err=True)
+        click.echo(f"aborted: {one_line(str(exc))}", err=True)
         sys.exit(1)
 
 
-@main.group(cls=_Group)
+@main.group(cls=OneLineErrors)
 def wafer() -> None:
     """Unattended runs over a wafer map on a probe station (role `prober` of the bench), or
     operator-placed needles on a manual station (`--manual`)."""
@@ -518,31 +485,61 @@ def params(source: str | None) -> None:
               type=click.Choice(["auto", "wafer", "die", "device"]),
               help="Grouping of the summary: auto = every level the data allows (all, wafer, "
                    "die, device); wafer = per wafer (histograms split by wafer); die; device.")
-def analyze(sources: tuple[str, ...], out_dir: Path, by: str) -> None:
+@click.option("--scheduler", default=None, metavar="NAME|ADDRESS",
+              help="Where the per-file extraction runs. Default: in this process, one file "
+                   "after the other (no extra needed; fastest for a wafer). 'threads' or "
+                   "'processes': dask on this machine (processes cost ~1.5 s to start, worth it "
+                   "when each file needs much CPU); 'tcp://host:port': the dask scheduler of a "
+                   "cluster (started with `dask scheduler` / `dask worker`). Dask comes with "
+                   "the optional extra: pip install 'dendrolab[parallel]'.")
+@click.option("--export/--no-export", default=None,
+              help="Write aihwkit_device.json, neurosim_device.txt, memtorch_params.yaml and "
+                   "step_curve.csv (device parameters for network simulators, see "
+                   "docs/exports.md) into --out. Default: on when synapse runs are among the "
+                   "sources.")
+def analyze(sources: tuple[str, ...], out_dir: Path, by: str, scheduler: str | None,
+            export: bool | None) -> None:
     """Analyse run files: SOURCES are run files, folders (searched for *.h5) or globs.
 
     Writes tables (metrics.csv, metrics.parquet, summary.csv, problems.csv) and one
-    self-contained report.html (figures embedded, opens offline) into --out. For the same grouped
-    by wafer use `--by wafer` (an `analyze wafer` subcommand would clash with a folder named
-    `wafer`). Corrupt, truncated, foreign or unfinished files are listed in problems.csv and
-    skipped (exit 0, one warning line).
+    self-contained report.html (figures embedded, opens offline) into --out, plus the network
+    simulators' device files for synapse runs (--export). For the same grouped by wafer use
+    `--by wafer` (an `analyze wafer` subcommand would clash with a folder named `wafer`).
+    Corrupt, truncated, foreign or unfinished files are listed in problems.csv and skipped
+    (exit 0, one warning line).
     """
-    from analysis.report import run_analysis
+    from analysis.report import check_scheduler, run_analysis
 
+    check_scheduler(scheduler)   # before any file is read: a one-line error, nothing written
     bar = None
+    shown = 0
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar
+        nonlocal bar, shown
         if bar is None:
             bar = click.progressbar(length=total, label="analysing", file=sys.stderr).__enter__()
-        bar.update(1)
+        bar.update(done - shown)   # per file in this process, per batch under dask
+        shown = done
 
     try:
-        result = run_analysis(list(sources), out_dir, progress, by=by)
+        result = run_analysis(list(sources), out_dir, progress, by=by, scheduler=scheduler,
+                              export=export)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(f"analysed {result.runs} run(s): {result.report}")
+    if result.exports:
+        click.echo("exported " + ", ".join(p.name for p in result.exports.values()))
+    if result.export_note:
+        click.echo(f"warning: {result.export_note}", err=True)
     if len(result.problems):
         click.echo(f"warning: {len(result.problems)} file(s) skipped (corrupt, truncated, foreign "
                    f"or unfinished); listed in {result.out_dir / 'problems.csv'}", err=True)
+
+
+# `dendrolab network ...`: train / evaluate (network_cli), sweep / compare (network_sweep_cli,
+# which adds its commands to the same group when imported).
+from dendrolab import network_sweep_cli as _network_sweep_cli  # noqa: E402,F401
+from dendrolab.network_cli import network  # noqa: E402
+
+main.add_command(network)

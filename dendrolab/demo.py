@@ -198,6 +198,38 @@ def run_bench_demo(out_dir: Path, bench: Path,
     report += ["## Analysis", "", f"Metrics, summary and the HTML report: "
                f"[{analysed.report.relative_to(out_dir)}]({analysed.report.relative_to(out_dir)})",
                "", *headline_lines(analysed.metrics), ""]
+    network = []
+    for line in run_network_demo(Path(out_dir) / "network", analysed.metrics):
+        network.append(line)
+        yield line
+    report += ["## Network from the measured devices", "", *network, ""]
     report += ["## Device models alone", "", "![physics](physics.png)", ""]
     (Path(out_dir) / "report.md").write_text("\n".join(report))
     yield f"wrote {Path(out_dir) / 'report.md'}"
+
+
+def run_network_demo(out_dir: Path, metrics) -> Iterator[str]:
+    """The authors' network on the bundled digits: with dendrites (NL 0.1), linear (NL 0), and
+    with the devices just measured (branch functions and synapse statistics from ``metrics``);
+    accuracy and power advantage (``analysis.network.demo.demo_network``)."""
+    from analysis.network.demo import demo_network
+
+    res = demo_network(out_dir, seed=0, metrics=metrics)
+    yield (f"network (digits, {res['settings']['n_hidden']} hidden, seed 0): test accuracy "
+           f"{res['acc_dendrites']:.1%} with dendrites (NL 0.1), {res['acc_linear']:.1%} "
+           f"without; power advantage {res['advantage']:.2f}x")
+    if res["acc_device"] is not None:
+        yield (f"network with the measured simulated devices: {res['acc_device']:.1%} "
+               f"({res['acc_device_ideal_synapses']:.1%} with ideal synapses), power "
+               f"advantage {res['advantage_device']:.2f}x over the linear network at the "
+               f"measured dendrite ON/OFF {res['on_off_device']:.3g}")
+        for line in res["device"]:
+            yield f"  {line}"
+    from analysis.network.power import PowerAssumptions
+
+    a = PowerAssumptions()
+    yield (f"power: our reconstruction of ED Fig 6's definition (V {a.v_applied_v:g} V, "
+           f"dendrite ON/OFF {a.on_off:g}, I_on {a.i_on_a:g} A, {a.time_steps} x "
+           f"{a.dt_s:g} s per image; every assumption in docs/network-power.md, "
+           f"`dendrolab network sweep --assume KEY=VALUE` changes them)")
+    yield f"wrote {res['model']} ({res['seconds']:.1f} s of training)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,15 @@ def test_demo_runs_protocols_into_hdf5_and_writes_the_report(tmp_path):
     assert float(heads["soma R_on"].split()[0]) == pytest.approx(2.0, rel=0.05)
     assert float(heads["dendrite ON/OFF at read"]) > 5
     assert float(heads["synapse NL_LTP (NeuroSim label)"]) > 0
+    # The network section: digits with and without dendrites, and with the measured devices.
+    net = next(line for line in result.stdout.splitlines() if line.startswith("network (digits"))
+    accs = [float(a) for a in re.findall(r"([0-9.]+)% with dendrites", net) + re.findall(
+        r"([0-9.]+)% without", net)]
+    assert len(accs) == 2 and min(accs) > 85
+    assert "power advantage" in net
+    assert "network with the measured simulated devices" in result.stdout
+    assert (out / "network" / "network_digits.npz").is_file()
+    assert "## Network from the measured devices" in report
 
 
 def test_protocols_lists_the_builtins_with_figures():
