@@ -503,12 +503,18 @@ def analyze(sources: tuple[str, ...], out_dir: Path, by: str, scheduler: str | N
 
     Writes tables (metrics.csv, metrics.parquet, summary.csv, problems.csv) and one
     self-contained report.html (figures embedded, opens offline) into --out, plus the network
-    simulators' device files for synapse runs (--export). For the same grouped by wafer use
-    `--by wafer` (an `analyze wafer` subcommand would clash with a folder named `wafer`).
-    Corrupt, truncated, foreign or unfinished files are listed in problems.csv and skipped
-    (exit 0, one warning line).
+    simulators' device files for synapse runs (--export). `dendrolab analyze wafer SOURCES...`
+    is the same grouped by wafer (`--by wafer`); a folder that is really named `wafer` is
+    analysed as a source. Corrupt, truncated, foreign or unfinished files are listed in
+    problems.csv and skipped (exit 0, one warning line).
     """
     from analysis.report import check_scheduler, run_analysis
+
+    if len(sources) > 1 and sources[0] == "wafer" and not os.path.exists("wafer"):
+        if by not in ("auto", "wafer"):
+            raise ParameterError(f"`analyze wafer` groups by wafer; drop --by {by} or the "
+                                 "word wafer")
+        sources, by = sources[1:], "wafer"
 
     check_scheduler(scheduler)   # before any file is read: a one-line error, nothing written
     bar = None

@@ -156,3 +156,85 @@ def test_sim_unit_oscillation_rises_with_input(sim_runs):
     assert rows.reason.iloc[0].startswith("counter timed out")
     assert np.all(np.diff(f[2:]) > 0) and 1e4 < f[2] < f[-1] < 3e5
     assert _values(sim_runs, "unit-oscillation", "oscillation_onset")[0] == 5.0
+
+
+# ---------------------------------------------------------------------------- written runs
+def _counts_run(tmp_path, counts, pulses=20):
+    """A unit-spikes run file: per amplitude a count_start, a 20-pulse step and a fetch."""
+    from tests.analysis.test_metrics import _write
+
+    steps = []
+    for amp, count in counts.items():
+        lv = {"amplitude_v": amp}
+        steps += [(f"input/amplitude_v={amp:g}/count_start", {"t_done_s": [0.0]},
+                   {"gate_s": 0.1}, lv),
+                  (f"input/amplitude_v={amp:g}/pulses", {"t_done_s": [0.0]},
+                   {"count": pulses, "high_v": amp, "width_s": 2e-4}, lv),
+                  (f"input/amplitude_v={amp:g}/spikes",
+                   {"count": [count], "gate_s": [0.1], "level_v": [0.01], "time_s": [0.0]},
+                   {"gate_s": 0.1, "start_step": f"input/amplitude_v={amp:g}/count_start"}, lv)]
+    return _write(tmp_path / "spikes.h5", "unit-spikes", steps)
+
+
+def test_unit_spikes_extractor_on_a_written_run(tmp_path):
+    path = _counts_run(tmp_path, {4.0: 0, 5.0: 10, 6.0: 60})
+    df = M.extract(path)
+    rate = df[df.metric == "spikes_per_pulse"].set_index("step")["value"]
+    assert list(rate) == [0.0, 0.5, 3.0]                  # count / 20 pulses
+    thr = df[df.metric == "firing_threshold"].iloc[0]
+    assert thr["quality"] == "ok"
+    assert thr["value"] == pytest.approx(5.0 + 0.5 / 2.5)  # 1 spike/pulse between 0.5 and 3
+    (tmp_path / "lost").mkdir()
+    rows = M.extract(_counts_run(tmp_path / "lost", {5.0: float("nan"), 6.0: 20}))
+    bad = rows[rows.metric == "spike_count"].iloc[0]
+    assert bad["quality"] == "failed" and "gate was lost" in bad["reason"]
+
+
+def test_unit_oscillation_extractor_on_a_written_run(tmp_path):
+    from tests.analysis.test_metrics import _write
+
+    steps = [(f"input/input_v={v:g}/osc",
+              {"frequency_hz": [f], "gate_s": [0.01], "level_v": [0.01], "hold_v": [v],
+               "time_s": [0.0]}, {"hold_v": v}, {"input_v": v})
+             for v, f in ((4.5, float("nan")), (5.0, 2e4), (5.5, 8e4))]
+    df = M.extract(_write(tmp_path / "osc.h5", "unit-oscillation", steps))
+    f = df[df.metric == "oscillation_frequency"]
+    assert list(f["value"]) == [0.0, 2e4, 8e4] and (f.quality == "ok").all()
+    onset = df[df.metric == "oscillation_onset"].iloc[0]
+    assert onset["value"] == 5.0 and onset["quality"] == "ok"
+
+
+def test_unit_firing_extractor_on_a_written_run(tmp_path):
+    from tests.analysis.test_metrics import _write
+
+    steps = []
+    for amp, i in ((4.0, 1e-6), (4.5, 1.2e-6), (5.0, 6e-6), (5.5, 8e-6)):
+        steps.append((f"input/amplitude_v={amp:g}/pulses",
+                      {"voltage_v": [amp] * 3, "current_a": [i] * 3, "time_s": [0, 1, 2]},
+                      {}, {"amplitude_v": amp}))
+    df = M.extract(_write(tmp_path / "uf.h5", "unit-firing", steps))
+    thr = df[df.metric == "firing_threshold"].iloc[0]
+    assert thr["value"] == 5.0 and thr["quality"] == "ok"  # conductance x4.6 from 4.5 to 5 V
+    g = df[df.metric == "input_conductance"]["value"].to_numpy()
+    assert g == pytest.approx([1e-6 / 4.0, 1.2e-6 / 4.5, 6e-6 / 5.0, 8e-6 / 5.5])
+
+
+def test_ltp_ltd_extractor_on_a_written_run(tmp_path):
+    from tests.analysis.test_metrics import _write
+
+    p = np.arange(41) / 40
+    g_ltp = 2e-6 + 1.8e-5 * M.update_curve(p, 4.0)
+    g_ltd = (2e-6 + 1.8e-5 * M.update_curve(p, -3.0))[::-1]   # depression, read in time order
+
+    def step(name, g, sign):
+        return (f"cycle=1/{name}", {"voltage_v": np.full(g.size, 0.2), "current_a": 0.2 * g,
+                                    "time_s": np.arange(g.size),
+                                    "pulse_v": np.full(g.size, sign)}, {}, {"cycle": 1})
+    df = M.extract(_write(tmp_path / "ltp.h5", "synapse-ltp-ltd",
+                          [step("ltp", g_ltp, 1.15), step("ltd", g_ltd, -1.15)]))
+    get = df.set_index("metric")["value"]
+    assert get["nl_ltp"] == pytest.approx(M.neurosim_nl_label(4.0), rel=1e-3)
+    assert get["nl_ltd"] == pytest.approx(M.neurosim_nl_label(-3.0), rel=1e-3)
+    assert get["g_min"] == pytest.approx(2e-6, rel=1e-4)
+    assert get["g_max"] == pytest.approx(2e-5, rel=1e-4)
+    assert get["max_num_level_ltp"] == 40 and get["on_off"] == pytest.approx(10, rel=1e-3)

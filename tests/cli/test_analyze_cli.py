@@ -61,6 +61,20 @@ def test_analyze_by_wafer_and_several_sources(data: Path, tmp_path: Path) -> Non
     assert pd.read_csv(out / "problems.csv").empty
 
 
+def test_analyze_wafer_is_by_wafer(data: Path, tmp_path: Path) -> None:
+    """`dendrolab analyze wafer SOURCES` = `--by wafer` (the issue's spelling)."""
+    out = tmp_path / "w"
+    result = subprocess.run([sys.executable, "-m", "dendrolab", "analyze", "wafer",
+                             str(data / "wafers"), "--out", str(out)], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(pd.read_csv(out / "summary.csv")["level"]) == {"wafer"}
+    clash = subprocess.run([sys.executable, "-m", "dendrolab", "analyze", "wafer",
+                            str(data / "wafers"), "--by", "die", "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    one_line_error(clash, "groups by wafer")
+
+
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
