@@ -218,8 +218,12 @@ class DeviceModel:
         ``g_max`` medians give the conductance window, ``max_num_level_ltp`` + 1 the levels
         (``levels_reached`` alone leaves them continuous: it is a lower bound), the spread
         of ln g_max over >= 3 devices the device-to-device sigma (an assumption: the window's
-        spread stands in for the weight spread), and ``endurance_sigma_ln`` the dendrite noise.
-        Anything else stays ideal unless given in ``overrides`` (e.g. ``read_sigma=0.01``).
+        spread stands in for the weight spread), ``sigma_c2c_ltp/ltd`` the cycle-to-cycle spread
+        (scaled to a multiplicative sigma at the window's middle), the devices with G_max/G_min
+        below ``variation.STUCK_G_RATIO`` the stuck fractions (at G_min or G_max, whichever
+        half of the window they sit in), and ``endurance_sigma_ln`` the dendrite noise. Read
+        noise is not a metric: give ``read_sigma`` (``analysis.exports`` measures it from the
+        write-verify reads). Anything else stays ideal unless given in ``overrides``.
         """
         frame = _read_table(table)
         per_device = _per_device(frame)
@@ -268,6 +272,27 @@ class DeviceModel:
             elif reached is not None and reached.size:
                 notes.append(f"levels continuous: levels_reached ({float(np.median(reached)):g})"
                              " counts write-verify targets, a lower bound only")
+            c2c = [v for v in (per_device.get("sigma_c2c_ltp"), per_device.get("sigma_c2c_ltd"))
+                   if v is not None and v.size]
+            lo_g, hi_g = values.get("g_min"), values.get("g_max")
+            if c2c and lo_g is not None and hi_g is not None:
+                # measured: additive residual sigma / (G_max - G_min) of the LTP/LTD fits; the
+                # model's c2c is multiplicative: scaled at the window's middle (an assumption)
+                rel = float(np.median(np.concatenate(c2c)))
+                values["c2c_sigma"] = rel * (hi_g - lo_g) / ((hi_g + lo_g) / 2)
+                notes.append("c2c = median sigma_c2c_ltp/ltd x (G_max - G_min) / G_mid")
+            if g_lo is not None and g_hi is not None and g_lo.size == g_hi.size and g_lo.size:
+                from analysis.variation import STUCK_G_RATIO
+
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    stuck = g_hi / g_lo < STUCK_G_RATIO
+                if stuck.any():
+                    mid = (float(np.median(g_lo)) + float(np.median(g_hi))) / 2
+                    high = stuck & (g_hi >= mid)
+                    values.update(stuck_on=float(high.mean()),
+                                  stuck_off=float((stuck & ~high).mean()))
+                    notes.append(f"stuck = {int(stuck.sum())} of {stuck.size} synapse(s) with "
+                                 f"G_max/G_min < {STUCK_G_RATIO:g}")
             en = per_device.get("endurance_sigma_ln")
             if en is not None and en.size:
                 values["dendrite_sigma"] = float(np.median(en))

@@ -219,3 +219,19 @@ def test_dict_round_trip():
     d = plain.to_dict()
     d["a"] = None  # JSON null for NaN
     assert DeviceModel.from_dict(d).branch == "config"
+
+
+def test_from_metrics_c2c_and_stuck_synapses():
+    """c2c from the LTP/LTD fits' residual (relative to the window, made multiplicative at its
+    middle); stuck fractions from synapses whose window collapsed (G_max/G_min < 1.2)."""
+    rows = []
+    windows = {"s1": (1e-6, 2e-5), "s2": (1e-6, 2e-5), "s3": (1e-6, 1.05e-6),
+               "s4": (1.9e-5, 2e-5)}          # s3 stuck low, s4 stuck high
+    for dev, (lo, hi) in windows.items():
+        rows += [_row("g_min", lo, dev, unit="S"), _row("g_max", hi, dev, unit="S")]
+    rows += [_row("sigma_c2c_ltp", 0.02, "s1"), _row("sigma_c2c_ltd", 0.04, "s2")]
+    dev = DeviceModel.from_metrics(rows)
+    g_lo, g_hi = 1e-6, float(np.median([2e-5, 2e-5, 1.05e-6, 2e-5]))
+    assert dev.c2c_sigma == pytest.approx(0.03 * (g_hi - g_lo) / ((g_hi + g_lo) / 2))
+    assert dev.stuck_off == pytest.approx(0.25) and dev.stuck_on == pytest.approx(0.25)
+    assert "stuck = 2 of 4" in dev.source
