@@ -48,7 +48,8 @@ def bench_digits(seeds: list[int], settings: dict, name: str, check: bool) -> No
             data = load_digits(seed=seed)
             cfg = NetConfig(data.layout, settings["n_hidden"], nl=nl)
             res = train(cfg, data, epochs=settings["epochs"], lr=settings["lr"],
-                        batch=settings["batch"], seed=seed)
+                        batch=settings["batch"], seed=seed,
+                        clamp_grad=settings.get("clamp_grad", "exact"))
             accs.append(res.test_acc)
             times.append(res.seconds)
             print(f"  NL {nl:<4g} seed {seed}: test {100 * res.test_acc:6.2f} %  val "

@@ -103,6 +103,11 @@ def _assume_option(f):
 
 
 def _training_options(f):
+    f = click.option("--clamp-grad", type=click.Choice(["exact", "pass"]), default="exact",
+                     show_default=True,
+                     help="Gradient at the output somas' clamp: exact (PyTorch autograd) or "
+                          "pass (straight through; keeps outputs from starving in short "
+                          "trainings, docs/network.md).")(f)
     f = click.option("--init-scale", type=click.FloatRange(min=0, min_open=True),
                      default=None, help="Initial weights ~ N(0, scale^2) (sweep default 1).")(f)
     f = click.option("--batch", type=click.IntRange(min=1), default=None,
@@ -161,8 +166,8 @@ def _echo_lines(lines: list[str]) -> None:
 def sweep_cmd(nls: str, on_offs: str, voltages: str, seeds: str, data_name: str,
               svhn_dir: Path | None, limit: int | None, variant: str, theta: float,
               hidden: int | None, epochs: int | None, lr: float | None, batch: int | None,
-              init_scale: float | None, assume: tuple[str, ...], scheduler: str | None,
-              workers: int | None, out_dir: Path) -> None:
+              init_scale: float | None, clamp_grad: str, assume: tuple[str, ...],
+              scheduler: str | None, workers: int | None, out_dir: Path) -> None:
     """Extended Data Fig 6: power advantage and accuracy against the dendrite nonlinearity.
 
     Trains one network per (NL, seed) and evaluates its power on the test set at every
@@ -181,7 +186,7 @@ def sweep_cmd(nls: str, on_offs: str, voltages: str, seeds: str, data_name: str,
                  voltages=_floats(voltages, "--voltage"), seeds=_ints(seeds, "--seeds"),
                  dataset=data_name, svhn_dir=None if svhn_dir is None else str(svhn_dir),
                  limit=limit, variant=variant, theta=theta, n_hidden=hidden, epochs=epochs,
-                 lr=lr, batch=batch, init_scale=init_scale, base=base)
+                 lr=lr, batch=batch, init_scale=init_scale, clamp_grad=clamp_grad, base=base)
     text = [*spec.describe(), *base.describe(),
             "  (on_off and v_applied_v above are overridden by the grid)"]
     _echo_lines(text)
@@ -249,8 +254,8 @@ def _model_energy(path: Path, data_name: str, svhn_dir: Path | None, limit: int 
 def compare_cmd(model_path: Path | None, reference_path: Path | None, data_name: str,
                 svhn_dir: Path | None, limit: int | None, nl: float, seed: int, variant: str,
                 theta: float, hidden: int | None, epochs: int | None, lr: float | None,
-                batch: int | None, init_scale: float | None, assume: tuple[str, ...],
-                costs: tuple[str, ...], out_path: Path | None) -> None:
+                batch: int | None, init_scale: float | None, clamp_grad: str,
+                assume: tuple[str, ...], costs: tuple[str, ...], out_path: Path | None) -> None:
     """Extended Data Fig 8-style table: energy per inference and accuracy of CPU, ASIC and this
     network, each figure with its source or its stated assumption.
 
@@ -286,7 +291,7 @@ def compare_cmd(model_path: Path | None, reference_path: Path | None, data_name:
 
         spec = _spec(dataset=data_name, svhn_dir=None if svhn_dir is None else str(svhn_dir),
                      limit=limit, variant=variant, theta=theta, n_hidden=hidden, epochs=epochs,
-                     lr=lr, batch=batch, init_scale=init_scale)
+                     lr=lr, batch=batch, init_scale=init_scale, clamp_grad=clamp_grad)
         runs = {}
         for name, value in (("with dendrites", nl), ("without dendrites", 0.0)):
             bar = _Bar(f"training NL {value:g} ({name})")

@@ -78,6 +78,7 @@ class SweepSpec:
     lr: float = 0.1
     batch: int = 32
     init_scale: float = 1.0
+    clamp_grad: str = "exact"
     base: PowerAssumptions = field(default_factory=PowerAssumptions)
 
     def __post_init__(self) -> None:
@@ -97,6 +98,8 @@ class SweepSpec:
             self.base.with_(v_applied_v=v)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in self.seeds):
             raise ParameterError(f"seeds must be integers, got {self.seeds}")
+        if self.clamp_grad not in ("exact", "pass"):
+            raise ParameterError(f"clamp_grad must be exact or pass, got {self.clamp_grad!r}")
         if self.n_hidden < 1 or self.epochs < 1:
             raise ParameterError(f"need n_hidden >= 1 and epochs >= 1, got {self.n_hidden}, "
                                  f"{self.epochs}")
@@ -126,7 +129,7 @@ class SweepSpec:
                 f"  data {self.dataset} (split seed {self.data_seed}), "
                 f"{self.n_hidden} hidden, {self.variant} variant, theta {self.theta:g}; "
                 f"{self.epochs} epochs, lr {self.lr:g}, batch {self.batch}, "
-                f"init scale {self.init_scale:g}",
+                f"init scale {self.init_scale:g}, clamp gradient {self.clamp_grad}",
                 "  reference (without dendrites): the NL = 0 network trained with the same seed"]
 
 
@@ -156,7 +159,7 @@ def train_network(spec: SweepSpec, nl: float, seed: int,
     data = _dataset(spec.dataset, spec.svhn_dir, spec.data_seed, spec.limit)
     cfg = NetConfig(data.layout, spec.n_hidden, nl=nl, theta=spec.theta, variant=spec.variant)
     result = train(cfg, data, epochs=spec.epochs, lr=spec.lr, batch=spec.batch, seed=seed,
-                   init_scale=spec.init_scale, progress=progress)
+                   init_scale=spec.init_scale, progress=progress, clamp_grad=spec.clamp_grad)
     return result, cfg, data
 
 

@@ -195,3 +195,13 @@ def test_cli_sweep_out_must_be_a_folder(tmp_path: Path) -> None:
     file.write_text("x")
     result = runner.invoke(network, ["sweep", "--out", str(file)])
     assert result.exit_code != 0
+
+
+def test_spec_carries_the_clamp_gradient_choice():
+    from analysis.network.sweep import SweepSpec
+    from dendrolab.errors import ParameterError
+
+    spec = SweepSpec(clamp_grad="pass")
+    assert "clamp gradient pass" in spec.describe()[1]
+    with pytest.raises(ParameterError, match="clamp_grad"):
+        SweepSpec(clamp_grad="bogus")
