@@ -37,7 +37,7 @@ def network() -> None:
     """
 
 
-class _Bar:
+class ProgressBar:
     """A click progress bar with ETA on stderr, redrawn at most every 0.2 s."""
 
     def __init__(self, label: str) -> None:
@@ -115,7 +115,7 @@ def _device_options(f):
                              "statistics.")(f)
 
 
-def _data_options(f):
+def data_options(f):
     f = click.option("--limit", type=click.IntRange(min=1), default=None,
                      help="SVHN: use only the first N images of each file (quick runs).")(f)
     f = click.option("--svhn-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -127,12 +127,12 @@ def _data_options(f):
                              "files.")(f)
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.2f} %"
 
 
 @network.command("train")
-@_data_options
+@data_options
 @click.option("--nl", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
               show_default=True, help="Dendrite nonlinearity NL (a = 50 NL/(1 - NL)); 0 = "
                                       "linear branches.")
@@ -195,7 +195,7 @@ def train_cmd(data_name: str, svhn_dir: Path | None, limit: int | None, nl: floa
     if device is not None:
         for line in device.describe():
             click.echo(f"device: {line}")
-    bar = _Bar("training")
+    bar = ProgressBar("training")
     try:
         res = train(cfg, data, epochs=epochs or d["epochs"], lr=lr or d["lr"],
                     batch=batch or d["batch"], momentum=momentum, weight_decay=weight_decay,
@@ -204,10 +204,10 @@ def train_cmd(data_name: str, svhn_dir: Path | None, limit: int | None, nl: floa
         bar.close()
     click.echo(f"best epoch {res.best_epoch} of {len(res.history)} (chosen on validation), "
                f"{res.seconds:.1f} s")
-    click.echo(f"validation accuracy: {_pct(res.val_acc)}")
-    click.echo(f"test accuracy: {_pct(res.test_acc)}")
+    click.echo(f"validation accuracy: {pct(res.val_acc)}")
+    click.echo(f"test accuracy: {pct(res.test_acc)}")
     if device is not None and device.synapse_effects:
-        click.echo(f"test accuracy with ideal synapses: {_pct(res.test_acc_ideal)}")
+        click.echo(f"test accuracy with ideal synapses: {pct(res.test_acc_ideal)}")
     if out_path is not None:
         if out_path.parent != Path(""):
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ def train_cmd(data_name: str, svhn_dir: Path | None, limit: int | None, nl: floa
 
 @network.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@_data_options
+@data_options
 @_device_options
 @click.option("--ideal", is_flag=True,
               help="Ignore the device stored in the model file (ideal synapses, the network's "
@@ -256,5 +256,5 @@ def evaluate_cmd(model: Path, data_name: str, svhn_dir: Path | None, limit: int 
                "\n".join(f"device: {line}" for line in device.describe()))
     val = evaluate(params, cfg, data.x_val, data.y_val, device)
     test = evaluate(params, cfg, data.x_test, data.y_test, device)
-    click.echo(f"validation accuracy: {_pct(val)}")
-    click.echo(f"test accuracy: {_pct(test)}")
+    click.echo(f"validation accuracy: {pct(val)}")
+    click.echo(f"test accuracy: {pct(test)}")

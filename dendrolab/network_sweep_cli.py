@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from dendrolab.errors import ParameterError, clip
-from dendrolab.network_cli import _Bar, _data_options, _pct, network
+from dendrolab.network_cli import ProgressBar, data_options, network, pct
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -152,7 +152,7 @@ def _echo_lines(lines: list[str]) -> None:
 @click.option("--seeds", default="0", show_default=True,
               help="Training seeds, comma-separated (e.g. 0,1,2): mean and spread in the "
                    "figures.")
-@_data_options
+@data_options
 @_training_options
 @_assume_option
 @click.option("--scheduler", default=None,
@@ -190,7 +190,7 @@ def sweep_cmd(nls: str, on_offs: str, voltages: str, seeds: str, data_name: str,
     text = [*spec.describe(), *base.describe(),
             "  (on_off and v_applied_v above are overridden by the grid)"]
     _echo_lines(text)
-    bar = _Bar("trainings")
+    bar = ProgressBar("trainings")
     try:
         frame = run_sweep(spec, scheduler=scheduler, workers=workers, progress=bar)
     finally:
@@ -238,7 +238,7 @@ def _model_energy(path: Path, data_name: str, svhn_dir: Path | None, limit: int 
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Model file of the network without dendrites (NL = 0) for "
                                  "the reference row.")
-@_data_options
+@data_options
 @click.option("--nl", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               default=0.1, show_default=True,
               help="NL of the network trained here when no --model is given.")
@@ -294,7 +294,7 @@ def compare_cmd(model_path: Path | None, reference_path: Path | None, data_name:
                      lr=lr, batch=batch, init_scale=init_scale, clamp_grad=clamp_grad)
         runs = {}
         for name, value in (("with dendrites", nl), ("without dendrites", 0.0)):
-            bar = _Bar(f"training NL {value:g} ({name})")
+            bar = ProgressBar(f"training NL {value:g} ({name})")
             try:
                 runs[name] = train_network(spec, value, seed, progress=bar)
             finally:
@@ -324,7 +324,7 @@ def compare_cmd(model_path: Path | None, reference_path: Path | None, data_name:
     _echo_lines(format_table(frame))
     if ref is not None:
         click.echo(f"power advantage of the dendrites: {ref['energy'] / net['energy']:.3g}x; "
-                   f"accuracy with {_pct(net['accuracy'])}, without {_pct(ref['accuracy'])}")
+                   f"accuracy with {pct(net['accuracy'])}, without {pct(ref['accuracy'])}")
     if out_path is not None:
         write_platform_csv(frame, out_path)
         click.echo(f"wrote {out_path}")

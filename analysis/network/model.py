@@ -201,9 +201,11 @@ def _argmax_abs(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(v, idx, axis=2)
 
 
-def _layer_forward(x: np.ndarray, w: np.ndarray, offsets: Sequence[int], a: Any, variant: str,
-                   theta: float, *, read_std: float = 0.0, dendrite_sigma: float = 0.0,
-                   rng: np.random.Generator | None = None) -> _Cache:
+def layer_forward(x: np.ndarray, w: np.ndarray, offsets: Sequence[int], a: Any, variant: str,
+                  theta: float, *, read_std: float = 0.0, dendrite_sigma: float = 0.0,
+                  rng: np.random.Generator | None = None) -> _Cache:
+    """One layer on packed inputs (branch sums, normalisation, dendrites, soma), keeping what
+    the backward pass needs; also the power model's layer-by-layer operating path."""
     z = _branch_sums(x, w, offsets)
     dtype = z.dtype.type
     if read_std > 0.0:  # read noise of every synapse: sum_i x_i eps_i has std |x_b|_2 * std
@@ -276,7 +278,7 @@ def _abs_max(v: np.ndarray) -> np.ndarray:
 def _layer_infer(x: np.ndarray, w: np.ndarray, offsets: Sequence[int], a: Any, variant: str,
                  theta: float, *, read_std: float = 0.0, dendrite_sigma: float = 0.0,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(s, y) of one layer: ``_layer_forward`` without the backward cache, mostly in place.
+    """(s, y) of one layer: ``layer_forward`` without the backward cache, mostly in place.
 
     Same arithmetic, fewer temporaries: inference is memory-bound on the (N, B, M) arrays.
     """
@@ -404,7 +406,7 @@ class Packed:
         return np.take(np.asarray(x, dtype=dtype), self.perm, axis=1)
 
 
-def _check_x(x: np.ndarray, cfg: NetConfig) -> np.ndarray:
+def check_x(x: np.ndarray, cfg: NetConfig) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != cfg.n_in:
         raise ParameterError(f"inputs must be (N, {cfg.n_in}), got shape {x.shape}")
@@ -417,9 +419,9 @@ def _forward_packed(pk: Packed, xp: np.ndarray, cfg: NetConfig, *, a1: Any = Non
                     rng: np.random.Generator | None = None) -> tuple[_Cache, _Cache]:
     a1 = cfg.a if a1 is None else a1
     a2 = cfg.a if a2 is None else a2
-    h = _layer_forward(xp, pk.w1 if w1 is None else w1, pk.off1, a1, cfg.variant, cfg.theta,
+    h = layer_forward(xp, pk.w1 if w1 is None else w1, pk.off1, a1, cfg.variant, cfg.theta,
                        read_std=read1, dendrite_sigma=dendrite_sigma, rng=rng)
-    o = _layer_forward(h.y, pk.w2 if w2 is None else w2, pk.off2, a2, cfg.variant, cfg.theta,
+    o = layer_forward(h.y, pk.w2 if w2 is None else w2, pk.off2, a2, cfg.variant, cfg.theta,
                        read_std=read2, dendrite_sigma=dendrite_sigma, rng=rng)
     return h, o
 
@@ -450,7 +452,7 @@ def forward(params: Params, x: np.ndarray, cfg: NetConfig, *, device: Any = None
     non-idealities. Per-forward noise (cycle-to-cycle, read, dendrite) comes from ``rng``, or,
     if None, from a generator seeded by the device's seed (so a call is reproducible).
     """
-    x = _check_x(x, cfg)
+    x = check_x(x, cfg)
     pk = Packed.from_params(params, cfg)
     xp = pk.pack_x(x)
     kw: dict[str, Any] = {}
@@ -468,7 +470,7 @@ def forward(params: Params, x: np.ndarray, cfg: NetConfig, *, device: Any = None
 def predict(params: Params, x: np.ndarray, cfg: NetConfig, device: Any = None, *,
             rng: np.random.Generator | None = None, chunk: int = 2048) -> np.ndarray:
     """Predicted labels (argmax of the output soma inputs; see the module docstring)."""
-    x = _check_x(x, cfg)
+    x = check_x(x, cfg)
     if device is not None and hasattr(device, "realise"):
         device = device.realise(params, cfg)
         rng = rng if rng is not None else device.default_rng()
@@ -525,7 +527,7 @@ def loss_and_grads(params: Params, x: np.ndarray, labels: np.ndarray, cfg: NetCo
     """
     if clamp_grad not in CLAMP_GRADS:
         raise ParameterError(f"clamp_grad must be one of {CLAMP_GRADS}, got {clamp_grad!r}")
-    x = _check_x(x, cfg)
+    x = check_x(x, cfg)
     labels = np.asarray(labels, dtype=np.int64)
     pk = Packed.from_params(params, cfg)
     a1 = a2 = None

@@ -346,10 +346,10 @@ def operating_power(params: Any, x: np.ndarray, cfg: Any,
     ``devices.DeviceModel`` or ``Realised`` (measured branch functions and synapses), as for
     ``model.forward``. Processes ``chunk`` images at a time (memory stays bounded for SVHN).
     """
-    from analysis.network.model import Packed, _check_x, _layer_forward
+    from analysis.network.model import Packed, check_x, layer_forward
 
     assumptions = assumptions or PowerAssumptions()
-    x = _check_x(x, cfg)
+    x = check_x(x, cfg)
     pk = Packed.from_params(params, cfg)
     kw: dict[str, Any] = {}
     if device is not None:
@@ -364,10 +364,10 @@ def operating_power(params: Any, x: np.ndarray, cfg: Any,
     hidden, output = [], []
     for lo in range(0, x.shape[0], max(1, int(chunk))):
         xp = pk.pack_x(x[lo:lo + chunk])
-        h = _layer_forward(xp, w1, pk.off1, a1, cfg.variant, cfg.theta,
+        h = layer_forward(xp, w1, pk.off1, a1, cfg.variant, cfg.theta,
                            read_std=kw.get("read1", 0.0), **noise)
         hp = layer_power(h.d, assumptions, theta=cfg.theta)
-        o = _layer_forward(hp.soma_output.astype(h.y.dtype), w2, pk.off2, a2, cfg.variant,
+        o = layer_forward(hp.soma_output.astype(h.y.dtype), w2, pk.off2, a2, cfg.variant,
                            cfg.theta, read_std=kw.get("read2", 0.0), **noise)
         hidden.append(hp)
         output.append(layer_power(o.d, assumptions, theta=cfg.theta))

@@ -16,9 +16,9 @@ from analysis.network.model import (
     NetConfig,
     Params,
     _branch_sums,
-    _layer_forward,
     forward,
     init_params,
+    layer_forward,
 )
 from dendrolab.errors import DendrolabError
 
@@ -121,7 +121,7 @@ def test_read_noise_std_on_the_branch_sums():
     x = rng.random((2000, 64), dtype=np.float32)
     w = rng.standard_normal((64, 4)).astype(np.float32)
     offsets = [0, 24, 40, 64]
-    noisy = _layer_forward(x, w, offsets, 5.0, "pytorch", 0.11, read_std=0.05,
+    noisy = layer_forward(x, w, offsets, 5.0, "pytorch", 0.11, read_std=0.05,
                            rng=np.random.default_rng(1))
     dz = noisy.z - _branch_sums(x, w, offsets)
     norms = np.stack([np.linalg.norm(x[:, a:b], axis=1) for a, b in pairwise(offsets)], 1)
