@@ -16,8 +16,9 @@ Measured inputs
   [S] (median over runs: the conductance window G_min, G_max); ``pulses_to_target`` and
   ``g_final`` (pooled mean step dG = sum |g_final_k - g_final_(k-1)| / sum n_k, k >= 2);
   ``max_num_level_ltp/ltd``, ``nl_ltp/ltd`` (NeuroSim's labels, when an LTP/LTD run exists).
-* From the run files (``read_steps``, in ``analysis.step_curves``): every pair of verify reads with one pulse between them,
-  in any step that records ``pulse_v`` (write-verify, LTP/LTD). ``fit_steps`` turns them into
+* From the run files (``read_steps``, in ``analysis.step_curves``): every pair of verify reads
+  with one pulse between them, in any step that records ``pulse_v`` (write-verify, LTP/LTD).
+  ``fit_steps`` turns them into
   the step-size curve dG(G) per direction, the read noise, the cycle-to-cycle step noise and the
   device-to-device spreads (statistics in ``fit_steps``' docstring).
 
