@@ -6,9 +6,12 @@ do (pulse widths, apertures, delays, a per-command host latency), never by sleep
 brought up to the present lazily, when a terminal wired to them is touched.
 
 Wiring model: every device has ports (``top`` for two-terminal devices, ``in``/``out`` for the
-dendrite-soma unit, plus ``gate`` for a 1T1R synapse); each instrument terminal (``<name>/<ch>``)
+dendrite-soma unit, plus ``gate`` for a 1T1R synapse, ``r<i>``/``g<j>``/``s<j>`` lines for a 1T1R
+array, see ``sim_backend.array_dut``); each instrument terminal (``<name>/<ch>``)
 connects to ports directly or through switch-matrix crosspoints. A port's voltage is the sum of the
 levels of the sources connected to it whose output is on (an output that is off is open).
+Array ports take their own branch (``_array_*``), entered only for terminals wired to one, so the
+per-point paths of the two-terminal devices stay as they are.
 
 Host time (``host_time``): ``virtual`` (default) is reproducible: every host command costs
 ``host_latency_s`` of bench time and a host wait passes through ``sleep`` (the clock the VISA
@@ -37,7 +40,11 @@ from sim_backend.physics.waveform import Waveform
 
 HOST_TIMES = ("virtual", "wall")
 PORTS = {"dendrite": ("top",), "soma": ("top",), "synapse": ("top", "gate"),
-         "unit": ("in", "out")}
+         "unit": ("in", "out"), "array": ("r<row>", "g<column>", "s<column>")}
+#: Kinds whose port names are dynamic (parsed by the DUT's ``parse_port``), with no main port.
+LINE_KINDS = ("array",)
+#: Keys a bench entry of kind ``array`` accepts.
+ARRAY_KEYS = ("kind", "rows", "cols", "die", "device")
 
 
 def _clamp(dut: Any, i: float, v: float, limit_a: float | None) -> tuple[float, float, bool]:
@@ -158,10 +165,41 @@ class Bench:
                 f"bench.devices.{name}.kind = {kind!r}: must be one of {', '.join(PORTS)}")
         die = _int(spec.get("die", 0), f"bench.devices.{name}.die")
         dev = _int(spec.get("device", index), f"bench.devices.{name}.device")
-        keys = device_keys(self.seed, self.wafer_id, die, dev)
         from sim_backend import duts
 
+        if kind == "array":
+            return self._make_array(name, spec, die, dev)
+        keys = device_keys(self.seed, self.wafer_id, die, dev)
         return _Slot(name, kind, duts.make(kind, self.models, keys))
+
+    def _make_array(self, name: str, spec: Mapping[str, Any], die: int, dev: int) -> _Slot:
+        """An R x C 1T1R array: cell (i, j) is keyed as device ``dev + (i-1)*C + (j-1)`` of
+        ``die`` (the path every bench device takes), so its D2D draws are its own."""
+        from sim_backend import duts
+        from sim_backend.array_dut import MAX_SIDE
+
+        where = f"bench.devices.{name}"
+        unknown = set(spec) - set(ARRAY_KEYS)
+        if unknown:
+            raise ParameterError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}"
+                                 f"; an array takes {', '.join(ARRAY_KEYS)}")
+        sides = []
+        for key in ("rows", "cols"):
+            if key not in spec:
+                raise ParameterError(f"{where}.{key}: missing (an array needs rows and cols)")
+            n = _int(spec[key], f"{where}.{key}")
+            if not 1 <= n <= MAX_SIDE:
+                raise ParameterError(f"{where}.{key} = {n}: must be in 1..{MAX_SIDE}")
+            sides.append(n)
+        rows, cols = sides
+        if dev < 0 or die < 0:
+            raise ParameterError(f"{where}: die and device must be >= 0")
+        keys = device_keys(self.seed, self.wafer_id, die, dev + np.arange(rows * cols))
+        return _Slot(name, "array", duts.make_array(self.models, keys, rows, cols))
+
+    def check_port(self, text: str, where: str) -> tuple[str, str]:
+        """``(device, port)`` of a ``device[.port]`` text, or a one-line ``ParameterError``."""
+        return self._port(text, where)
 
     def _port(self, text: str, where: str) -> tuple[str, str]:
         name, _, port = text.partition(".")
@@ -169,6 +207,13 @@ class Bench:
         if slot is None:
             raise ParameterError(f"{where}: unknown device {name!r}; devices: "
                                  f"{', '.join(self.slots) or 'none'}")
+        if slot.kind in LINE_KINDS:
+            if slot.dut.parse_port(port) is None:
+                dut = slot.dut
+                raise ParameterError(
+                    f"{where}: {dut.rows}x{dut.cols} array {name!r} has no port {port!r}; "
+                    f"ports: r1..r{dut.rows}, g1..g{dut.cols}, s1..s{dut.cols}")
+            return name, port
         port = port or PORTS[slot.kind][0]
         if port not in PORTS[slot.kind]:
             raise ParameterError(f"{where}: {slot.kind} {name!r} has no port {port!r}; "
@@ -187,9 +232,24 @@ class Bench:
             for target in targets:
                 feeds.setdefault(target, []).append(term)
         self._feeds = feeds
-        # Hot-path view: terminal -> [(slot, port, is main port)], resolved once per change.
+        # Array lines: terminal -> [(slot, letter, index)]; array slot -> its fed lines.
+        lines: dict[str, list[tuple[_Slot, str, int]]] = {}
+        fed: dict[str, list[tuple[str, int, list[str]]]] = {}
+        for (n, p), terms in feeds.items():
+            slot = self.slots[n]
+            if slot.kind in LINE_KINDS:
+                letter, index = slot.dut.parse_port(p)
+                fed.setdefault(n, []).append((letter, index, terms))
+                for term in terms:
+                    lines.setdefault(term, []).append((slot, letter, index))
+        self._array_lines = lines
+        self._array_fed = fed
+        self._array_terms = frozenset(lines)
+        # Hot-path view: terminal -> [(slot, port, is main port)], resolved once per change
+        # (array lines are not in it: they go through ``_array_lines``).
         self._targets = {
-            term: [(self.slots[n], p, p == PORTS[self.slots[n].kind][0]) for n, p in targets]
+            term: [(self.slots[n], p, p == PORTS[self.slots[n].kind][0]) for n, p in targets
+                   if self.slots[n].kind not in LINE_KINDS]
             for term, targets in links.items()}
         # Terminals whose every target is a plain main port (no charge integration, no soma
         # output): a reading needs the state at mid-aperture only, see ``measure``.
@@ -197,6 +257,8 @@ class Bench:
             term: all(main and port != "out" and not getattr(slot.dut, "integrating", False)
                       for slot, port, main in targets)
             for term, targets in self._targets.items()}
+        for term in lines:  # a terminal on an array line never takes the plain fast path
+            self._plain[term] = False
 
     # ------------------------------------------------------------------ time
     def advance(self, dt_s: float) -> None:
@@ -247,6 +309,9 @@ class Bench:
         """The device's port voltages from the levels now on (``_port_voltage``, inlined for
         the main port: this runs on every source change and reading)."""
         kind = slot.kind
+        if kind in LINE_KINDS:
+            self._array_refresh(slot)
+            return
         levels = self.levels
         total = 0.0
         for t in self._feeds.get((slot.name, PORTS[kind][0]), ()):
@@ -258,6 +323,9 @@ class Bench:
     # ------------------------------------------------------------------ sources
     def source(self, terminal: str, level_v: float | None) -> None:
         """Set a terminal's output: a level in volts, or None for output off (open)."""
+        if terminal in self._array_terms:
+            self._array_source(terminal, level_v)
+            return
         targets = self._targets.get(terminal, ())
         now = self.now_s
         for slot, _port, _main in targets:  # _sync, inlined
@@ -286,6 +354,8 @@ class Bench:
         runs, the terminal's own held level is replaced by the waveform; afterwards it is back.
         """
         own = self.levels.get(terminal, 0.0)
+        if terminal in self._array_terms:
+            self._array_drive(terminal, wave, own)
         for slot, port, main in self._targets.get(terminal, ()):
             self._sync(slot)
             if main:
@@ -342,6 +412,8 @@ class Bench:
                 total_i += i
             self.now_s = now + half
             return _new_tuple(Reading, (total_i, v_dev, tripped, self.now_s))
+        if terminal in self._array_terms:
+            return self._array_measure(terminal, aperture, limit_a)
         if not targets:
             self.advance(aperture)
             return Reading(0.0, self.levels.get(terminal, 0.0), False, self.now_s)
@@ -445,6 +517,75 @@ class Bench:
         if tripped and not dut.self_limiting:
             slot.v = v   # the clamped voltage is what the device sees from now on
         return i, v, tripped
+
+    # ------------------------------------------------------------------ array lines
+    def _array_refresh(self, slot: _Slot) -> None:
+        """An array's line voltages from the levels now on (lines nothing feeds: 0 V)."""
+        levels = self.levels
+        slot.dut.set_lines([(letter, index, sum(levels.get(t, 0.0) for t in terms))
+                            for letter, index, terms in self._array_fed.get(slot.name, ())])
+
+    def _array_slots(self, terminal: str) -> list[_Slot]:
+        return list({id(s): s for s, _l, _i in self._array_lines[terminal]}.values())
+
+    def _array_source(self, terminal: str, level_v: float | None) -> None:
+        """``source`` for a terminal on array lines (and any plain ports it also feeds)."""
+        arrays = self._array_slots(terminal)
+        plain = [slot for slot, _p, _m in self._targets.get(terminal, ())]
+        for slot in arrays + plain:
+            self._sync(slot)
+        if level_v is None:
+            self.levels.pop(terminal, None)
+        else:
+            self.levels[terminal] = float(level_v)
+        for slot in arrays + plain:
+            self._refresh(slot)
+
+    def _array_drive(self, terminal: str, wave: Waveform, own: float) -> None:
+        """``drive`` on array lines: each line at (what the other sources add) + the waveform."""
+        end = self.now_s + float(wave.duration_s)
+        for slot in self._array_slots(terminal):
+            self._sync(slot)
+            self._array_refresh(slot)
+            dut = slot.dut
+            lines = [(letter, index, dut.line_voltage(letter, index) - own)
+                     for s, letter, index in self._array_lines[terminal] if s is slot]
+            dut.drive_lines(lines, wave)
+            slot.t_s = end
+
+    def _array_measure(self, terminal: str, aperture: float, limit_a: float | None) -> Reading:
+        """``measure`` for a terminal on array lines: the current it sources into them at
+        mid-aperture (sign: into ``r<i>`` the row's cell currents, into ``s<j>`` minus the
+        column's), plus its plain ports. In compliance the current is held at the limit and a
+        single line's voltage drops to where it conducts it (until a level changes); with
+        several targets the reading is clamped and the voltage reported is the source level.
+        """
+        self.now_s += aperture / 2
+        v_dev = self.levels.get(terminal, 0.0)
+        lines = self._array_lines[terminal]
+        total_i, tripped = 0.0, False
+        for slot in self._array_slots(terminal):
+            self._sync(slot)
+            self._array_refresh(slot)
+        for slot, letter, index in lines:
+            total_i += slot.dut.read_line(letter, index)
+        plain = self._targets.get(terminal, ())
+        for slot, _port, main in plain:
+            self._sync(slot)
+            if main:
+                got = self._read_port(slot, limit_a, 0.0)
+                if got is not None:
+                    total_i += got[0]
+                    tripped = tripped or got[2]
+        if limit_a is not None and abs(total_i) >= limit_a * (1 - 1e-9):
+            total_i = limit_a if total_i > 0 else -limit_a
+            tripped = True
+            if len(lines) == 1 and not plain:
+                slot, letter, index = lines[0]
+                v_dev = slot.dut.line_voltage_at(letter, index, total_i)
+                slot.dut.set_line(letter, index, v_dev)
+        self.now_s += aperture / 2
+        return Reading(total_i, v_dev, tripped, self.now_s)
 
     # ------------------------------------------------------------------ spike outputs
     def spikes(self, terminal: str, t_start_s: float, t_stop_s: float) -> list[SpikeTrain]:

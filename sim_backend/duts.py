@@ -454,9 +454,18 @@ class UnitDut:
         return float(self.unit.soma_current()[0])
 
 
+def make_array(models: DeviceModels, keys: np.ndarray, rows: int, cols: int,
+               scale: Mapping[str, np.ndarray] | None = None) -> Any:
+    """A ``rows`` x ``cols`` 1T1R array (``ArrayDut``) whose cells are keyed by ``keys``
+    (shape (rows*cols,), row-major) and scaled by ``scale`` (per-cell factors), if given."""
+    from sim_backend.array_dut import ArrayDut
+
+    return ArrayDut(SynapseArray(models.synapse, keys=keys, scale=scale), rows, cols)
+
+
 def make(kind: str, models: DeviceModels, keys: np.ndarray,
          scale: Mapping[str, np.ndarray] | None = None, defect: int = 0) -> Any:
-    """A DUT of ``kind`` for one device keyed by ``keys`` (shape (1,)).
+    """A DUT of ``kind`` for one device keyed by ``keys`` (shape (1,)); arrays: ``make_array``.
 
     ``scale`` holds per-parameter factors (a wafer site's ``Wafer.scale_for``) and ``defect`` a
     wafer defect state (``physics.wafer.DEFECT_*``): shorted and open devices are replaced by

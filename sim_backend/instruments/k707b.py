@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from dendrolab.errors import ParameterError
-from sim_backend.bench import PORTS, Bench
-from sim_backend.instruments.k2600 import _choice, _idn, _options, idn_model
+from sim_backend.bench import Bench
+from sim_backend.instruments.k2600 import _choice, idn_model
+from sim_backend.instruments.options import check_options, model_idn
 from sim_backend.tsp import TspError, TspInstrument, TspObject, TspRuntimeError, check_number
 
 __all__ = ["Keithley707BSim"]
@@ -190,8 +191,8 @@ class Keithley707BSim(TspInstrument):
 
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
         who = f"{type(self).__name__} {name!r}"
-        opts = _options(options, self.OPTIONS, who)
-        idn = _idn(opts, type(self).idn, who)
+        opts = check_options(options, self.OPTIONS, who)
+        idn = model_idn(opts, type(self).idn, who)
         model = idn_model(idn).upper()
         if model not in SLOTS:
             raise ParameterError(f"{who}: model {model!r} in idn is not a 707B or 708B")
@@ -254,17 +255,7 @@ class Keithley707BSim(TspInstrument):
     def _check_port(self, port: Any, where: str) -> str:
         if not isinstance(port, str):
             raise ParameterError(f"{where}: {port!r} is not 'device[.port]'")
-        device, _, name = port.partition(".")
-        slot = self.bench.slots.get(device)
-        if slot is None:
-            raise ParameterError(
-                f"{where}: unknown device {device!r}; devices: {', '.join(self.bench.slots)}"
-            )
-        if name and name not in PORTS[slot.kind]:
-            raise ParameterError(
-                f"{where}: {slot.kind} {device!r} has no port {name!r}; "
-                f"ports: {', '.join(PORTS[slot.kind])}"
-            )
+        self.bench.check_port(port, where)  # device and port exist (array lines included)
         return port
 
     # -- switching ----------------------------------------------------------------------------
