@@ -15,10 +15,10 @@ import numpy as np
 
 from dendrolab.errors import ParameterError
 from sim_backend.bench import Bench
+from sim_backend.instruments.options import check_options, model_idn
 from sim_backend.instruments.smu_common import (
     Sample,
     SmuChannel,
-    check_options,
     format_e,
     line_frequency,
     pick_range,
@@ -163,11 +163,7 @@ class KeysightB2900Sim(ScpiInstrument):
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
         where = f"keysight_b2900 {name!r}"
         opts = check_options(options, self.OPTIONS, where)
-        idn = str(opts.get("idn", type(self).idn))
-        if "serial" in opts:
-            parts = idn.split(",")
-            parts[2:3] = [str(opts["serial"])]
-            idn = ",".join(parts)
+        idn = model_idn(opts, type(self).idn, where)
         super().__init__(idn)
         fields = [p.strip() for p in idn.split(",")]
         model = fields[1] if len(fields) > 1 else ""

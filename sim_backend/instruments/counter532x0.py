@@ -48,6 +48,7 @@ import numpy as np
 
 from dendrolab.errors import ParameterError
 from sim_backend.bench import Bench, SpikeTrain
+from sim_backend.instruments.options import check_options, model_idn
 from sim_backend.scpi import Command, ScpiError, ScpiInstrument, parse_channel_list, scpi
 
 __all__ = ["Keysight53220ASim", "Keysight53230ASim"]
@@ -126,20 +127,9 @@ class _Counter532x0Sim(ScpiInstrument):
                                                            "timeout_s"})
 
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        unknown = set(opts) - self.options_allowed
-        if unknown:
-            raise ParameterError(
-                f"{type(self).__name__} {name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(self.options_allowed))}"
-            )
-        idn = opts.get("idn", self.idn)
-        if not isinstance(idn, str) or idn.count(",") != 3:
-            raise ParameterError(f"{name}: option idn must be 'vendor,model,serial,firmware'")
-        if "serial" in opts:
-            fields_ = idn.split(",")
-            fields_[2] = str(opts["serial"])
-            idn = ",".join(fields_)
+        where = f"{type(self).__name__} {name!r}"
+        opts = check_options(options, self.options_allowed, where)
+        idn = model_idn(opts, self.idn, where)
         super().__init__(idn)
         self.bench = bench
         self.name = name

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sim_backend.bench import Bench
+from sim_backend.instruments.options import check_options, model_idn
 from sim_backend.instruments.smu_common import (
     Sample,
     SmuChannel,
-    check_options,
     format_e,
     line_frequency,
     pick_range,
@@ -330,11 +330,7 @@ class Keithley2450Sim(ScpiInstrument):
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
         where = f"keithley2450 {name!r}"
         opts = check_options(options, self.OPTIONS, where)
-        idn = str(opts.get("idn", type(self).idn))
-        if "serial" in opts:
-            parts = idn.split(",")
-            parts[2:3] = [str(opts["serial"])]
-            idn = ",".join(parts)
+        idn = model_idn(opts, type(self).idn, where)
         super().__init__(idn)
         self.bench = bench
         self.name = name

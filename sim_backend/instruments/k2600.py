@@ -14,6 +14,7 @@ import numpy as np
 
 from dendrolab.errors import ParameterError
 from sim_backend.bench import Bench
+from sim_backend.instruments.options import check_options, model_idn
 from sim_backend.tsp import (
     TspError,
     TspInstrument,
@@ -1508,33 +1509,6 @@ class _Display(TspObject):
         return self._lastkey
 
 
-def _options(options: Mapping[str, Any] | None, known: set[str], who: str) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ParameterError(f"{who}: options must be a mapping, got {type(options).__name__}")
-    unknown = sorted(str(k) for k in set(options) - known)
-    if unknown:
-        raise ParameterError(
-            f"{who}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return dict(options)
-
-
-def _idn(options: dict[str, Any], default: str, who: str) -> str:
-    idn = options.get("idn", default)
-    if not isinstance(idn, str) or idn.count(",") < 3:
-        raise ParameterError(f"{who}: idn must be 'vendor, model, serial, firmware', got {idn!r}")
-    if "serial" in options:
-        serial = options["serial"]
-        if isinstance(serial, bool) or not isinstance(serial, (str, int)) or not str(serial):
-            raise ParameterError(f"{who}: serial must be a string or integer, got {serial!r}")
-        parts = idn.split(",")
-        parts[2] = f" {serial}" if parts[2].startswith(" ") else str(serial)
-        idn = ",".join(parts)
-    return idn
-
-
 def idn_model(idn: str) -> str:
     """The model field of an ``*IDN?`` string without its ``Model`` prefix (``2636B``)."""
     field = idn.split(",")[1].strip()
@@ -1558,8 +1532,8 @@ class Keithley2600BSim(TspInstrument):
 
     def __init__(self, bench: Bench, name: str, options: Mapping[str, Any] | None = None) -> None:
         who = f"{type(self).__name__} {name!r}"
-        opts = _options(options, self.OPTIONS, who)
-        idn = _idn(opts, type(self).idn, who)
+        opts = check_options(options, self.OPTIONS, who)
+        idn = model_idn(opts, type(self).idn, who)
         model = idn_model(idn).upper()
         if model not in _MODELS:
             raise ParameterError(

@@ -14,19 +14,6 @@ from dendrolab.errors import ParameterError
 from sim_backend.bench import Bench
 
 
-def check_options(
-    options: Mapping[str, Any] | None, known: Sequence[str], where: str
-) -> dict[str, Any]:
-    """The model options as a dict; unknown keys are a ParameterError (no silent typos)."""
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - set(known))
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return opts
-
-
 def line_frequency(opts: Mapping[str, Any], where: str) -> float:
     """``line_frequency_hz`` option: 50 (default) or 60, like the drivers' default."""
     value = opts.get("line_frequency_hz", 50)
