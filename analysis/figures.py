@@ -348,53 +348,50 @@ def fig_unit_firing(reader: RunReader) -> Figure:
 
 
 # ---------------------------------------------------------------------------- ED7d (counted)
+def _marked_curve(reader: RunReader, found: list[metrics.Metric], *, metric: str, loop_var: str,
+                  scale: float, gid: str, label: str, mark: str, mark_gid: str,
+                  mark_label: str, xlabel: str, ylabel: str, panel: str) -> Figure:
+    """One metric against a loop variable (a point per step, x ascending), with a vertical line
+    at the run-level metric ``mark`` (a threshold or onset) labelled ``mark_label``."""
+    plt = _plt()
+    pts = sorted((float(m.loop_vars[loop_var]), m.value) for m in found
+                 if m.name == metric and math.isfinite(m.value)
+                 and isinstance(m.loop_vars.get(loop_var), (int, float)))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if pts:
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, np.array(ys) * scale, "o-", color="k", ms=5, gid=gid, label=label)
+    at = next((m for m in found if m.name == mark), None)
+    if at is not None and math.isfinite(at.value):
+        ax.axvline(at.value, color="C3", lw=1.5, gid=mark_gid,
+                   label=f"{mark_label} {at.value:.3g} V")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=_title(reader, panel))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def fig_unit_spikes(reader: RunReader) -> Figure:
     """ED7d: soma spikes per input pulse against pulse amplitude, as the frequency counter
     totalized them over each burst, with the firing threshold (spikes per pulse reaching 1,
     ``metrics.extract_unit_spikes``) marked."""
-    plt = _plt()
-    found = metrics.extract_unit_spikes(reader)
-    pts = sorted((float(m.loop_vars["amplitude_v"]), m.value) for m in found
-                 if m.name == "spikes_per_pulse" and math.isfinite(m.value)
-                 and isinstance(m.loop_vars.get("amplitude_v"), (int, float)))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if pts:
-        amps, rates = zip(*pts, strict=True)
-        ax.plot(amps, rates, "o-", color="k", ms=5, gid="spikes_per_pulse",
-                label="spikes per pulse (counted)")
-    thr = next((m for m in found if m.name == "firing_threshold"), None)
-    if thr is not None and math.isfinite(thr.value):
-        ax.axvline(thr.value, color="C3", lw=1.5, gid="firing_threshold",
-                   label=f"firing threshold {thr.value:.3g} V")
-    ax.set(xlabel="input pulse amplitude (V)", ylabel="soma spikes per input pulse",
-           title=_title(reader, "ED7d unit spikes"))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _marked_curve(
+        reader, metrics.extract_unit_spikes(reader), metric="spikes_per_pulse",
+        loop_var="amplitude_v", scale=1.0, gid="spikes_per_pulse",
+        label="spikes per pulse (counted)", mark="firing_threshold", mark_gid="firing_threshold",
+        mark_label="firing threshold", xlabel="input pulse amplitude (V)",
+        ylabel="soma spikes per input pulse", panel="ED7d unit spikes")
 
 
 def fig_unit_oscillation(reader: RunReader) -> Figure:
     """Unit oscillation: the counter's frequency of the soma's spikes against the DC input
     level (0 where the counter timed out), with the oscillation onset marked."""
-    plt = _plt()
-    found = metrics.extract_unit_oscillation(reader)
-    pts = sorted((float(m.loop_vars["input_v"]), m.value) for m in found
-                 if m.name == "oscillation_frequency" and math.isfinite(m.value)
-                 and isinstance(m.loop_vars.get("input_v"), (int, float)))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if pts:
-        levels, freqs = zip(*pts, strict=True)
-        ax.plot(levels, np.array(freqs) / 1e3, "o-", color="k", ms=5, gid="frequency",
-                label="soma spike frequency")
-    onset = next((m for m in found if m.name == "oscillation_onset"), None)
-    if onset is not None and math.isfinite(onset.value):
-        ax.axvline(onset.value, color="C3", lw=1.5, gid="onset",
-                   label=f"onset {onset.value:.3g} V")
-    ax.set(xlabel="DC input level (V)", ylabel="oscillation frequency (kHz)",
-           title=_title(reader, "unit oscillation f-V"))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _marked_curve(
+        reader, metrics.extract_unit_oscillation(reader), metric="oscillation_frequency",
+        loop_var="input_v", scale=1e-3, gid="frequency", label="soma spike frequency",
+        mark="oscillation_onset", mark_gid="onset", mark_label="onset",
+        xlabel="DC input level (V)", ylabel="oscillation frequency (kHz)",
+        panel="unit oscillation f-V")
 
 
 # ---------------------------------------------------------------------------- write-verify
