@@ -469,8 +469,7 @@ def fig_ltp_ltd(reader: RunReader) -> Figure:
         start = 0
         for data in parts:
             leaf = _leaf(data.info.name)
-            v, i = data["voltage_v"], data["current_a"]
-            g = np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
+            g = metrics.read_conductance(data["voltage_v"], data["current_a"])
             n = start + np.arange(g.size)
             ax.plot(n, g * 1e6, "o", ms=2.5, color=color,
                     label=f"{cycle} {leaf}" if cycle != data.info.name else leaf)

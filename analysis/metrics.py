@@ -242,16 +242,31 @@ def crossing_threshold(x: np.ndarray, y: np.ndarray, criterion: float) -> Fit:
     return Fit({"x": float(xc)}, OK)
 
 
-def _switch_points(v: np.ndarray, ai: np.ndarray) -> tuple[int, int, int]:
-    """(top, ku, kd) of an up-down sweep: index of the largest level, and the steps of the
-    largest |I| rise on the up branch (ku -> ku + 1) and largest fall on the down branch
-    (top + kd -> top + kd + 1); ku = kd = -1 without both branches."""
+def _log_current(ai: np.ndarray) -> np.ndarray:
+    """ln |I|, exact zeros raised to the smallest non-zero |I| (so they make no jump)."""
+    floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
+    return np.log(np.maximum(ai, floor))
+
+
+def _switch_points(v: np.ndarray, logi: np.ndarray) -> tuple[int, int, int]:
+    """(top, ku, kd) of an up-down sweep from its levels and ln |I|: index of the largest
+    level, and the steps of the largest |I| rise on the up branch (ku -> ku + 1) and largest
+    fall on the down branch (top + kd -> top + kd + 1); ku = kd = -1 without both branches."""
     top = int(np.argmax(v))
     if top < 1 or v.size - top < 2:
         return top, -1, -1
-    floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
-    logi = np.log(np.maximum(ai, floor))
     return top, int(np.argmax(np.diff(logi[: top + 1]))), int(np.argmin(np.diff(logi[top:])))
+
+
+def on_state_mask(v_levels: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """The points of an up-down sweep measured in the ON state: from the first point after the
+    switch ON (``threshold_switch``'s V_th) up to, not including, the release point."""
+    v, ai = np.asarray(v_levels, dtype=float), np.abs(np.asarray(i, dtype=float))
+    top, ku, kd = _switch_points(v, _log_current(ai))
+    on = np.zeros(v.size, dtype=bool)
+    if ku >= 0:
+        on[ku + 1: top + kd + 1] = True
+    return on
 
 
 def threshold_switch(v_levels: np.ndarray, i: np.ndarray, *, min_jump: float = 5.0) -> Fit:
@@ -268,11 +283,10 @@ def threshold_switch(v_levels: np.ndarray, i: np.ndarray, *, min_jump: float = 5
     v, ai = np.asarray(v_levels, dtype=float), np.abs(np.asarray(i, dtype=float))
     if v.size != ai.size or v.size < 5:
         return _failed("need at least 5 points with one level per current", *names)
-    top, ku, kd = _switch_points(v, ai)
+    logi = _log_current(ai)
+    top, ku, kd = _switch_points(v, logi)
     if ku < 0:
         return _failed("sweep has no up and down branch", *names)
-    floor = max(float(ai[ai > 0].min()) if np.any(ai > 0) else 1e-30, 1e-30)
-    logi = np.log(np.maximum(ai, floor))
     up, down = logi[: top + 1], logi[top:]
     jump_up, jump_down = math.exp(up[ku + 1] - up[ku]), math.exp(down[kd] - down[kd + 1])
     v_th, v_hold = float(v[ku + 1]), float(v[top + kd + 1])
@@ -324,6 +338,12 @@ def _m(name: str, value: float, unit: str, fit: Fit | None = None, data: StepDat
 
 def _missing(name: str, unit: str, why: str) -> Metric:
     return Metric(name, math.nan, unit, FAILED, why)
+
+
+def read_conductance(v: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """G = I / V of every read, NaN where V = 0 (a read needs a voltage)."""
+    v, i = np.asarray(v, dtype=float), np.asarray(i, dtype=float)
+    return np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
 
 
 def _mean_i(data: StepData) -> float:
@@ -494,13 +514,6 @@ def fit_on_state(v: np.ndarray, i: np.ndarray, on: np.ndarray, *, r2_ok: float =
     return Fit(params, OK, f"linear fit over {n} unclamped ON points, R^2 = {r2:.3f}")
 
 
-def _on_points(n: int, top: int, ku: int, kd: int) -> np.ndarray:
-    """Mask of the points of an up-down sweep between switching ON (ku + 1) and release."""
-    on = np.zeros(n, dtype=bool)
-    on[ku + 1: top + kd + 1] = True
-    return on
-
-
 def extract_soma_iv(reader: RunReader) -> list[Metric]:
     """soma-iv and soma-on-state, per cycle: V_th, V_hold (source levels, one sweep step
     resolution), R_off, and R_on from the ON-state points (``fit_on_state``).
@@ -522,9 +535,7 @@ def extract_soma_iv(reader: RunReader) -> list[Metric]:
         if fit.quality == FAILED:
             on_fit = _failed("no switching in this sweep", "r_on")
         else:
-            top, ku, kd = _switch_points(levels, np.abs(i))
-            on_fit = fit_on_state(data.arrays["voltage_v"], i,
-                                  _on_points(levels.size, top, ku, kd))
+            on_fit = fit_on_state(data.arrays["voltage_v"], i, on_state_mask(levels, i))
         out.append(_m("r_on", on_fit.params["r_on"], "ohm", on_fit, data))
     return out
 
@@ -687,8 +698,7 @@ def extract_ltp_ltd(reader: RunReader) -> list[Metric]:
         leaf = _leaf(data.info.name)
         if leaf not in ("ltp", "ltd") or "pulse_v" not in data.arrays:
             continue
-        v, i = data.arrays["voltage_v"], data.arrays["current_a"]
-        g = np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
+        g = read_conductance(data.arrays["voltage_v"], data.arrays["current_a"])
         fit = fit_update(g if leaf == "ltp" else g[::-1])
         out += [_m(f"nl_{leaf}", fit.params["nl"], "1", fit, data),
                 _m(f"a_norm_{leaf}", fit.params["a_norm"], "1", fit, data),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.metrics import read_conductance
 from dendrolab.errors import ParameterError, RunFileError
 
 __all__ = ["MIN_DEVICES", "SELECTED_SIGMAS", "STEP_NODES", "StepFit", "fit_steps", "read_steps"]
@@ -73,9 +74,8 @@ def read_steps(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
                 if not {"voltage_v", "current_a", "pulse_v"} <= set(info.units):
                     continue
                 data = reader.step(info.index)
-                v, i = data.arrays["voltage_v"], data.arrays["current_a"]
                 pv = data.arrays["pulse_v"].astype(float)
-                g = np.where(v != 0, i / np.where(v != 0, v, 1.0), np.nan)
+                g = read_conductance(data.arrays["voltage_v"], data.arrays["current_a"])
                 all_g += g[np.isfinite(g)].tolist()
                 v_set = info.params.get("v_set")
                 up_sign = math.copysign(1.0, v_set) if isinstance(v_set, (int, float)) \

@@ -43,8 +43,9 @@ def test_soma_extractor_finds_r_on_in_a_synthetic_unclamped_sweep():
         i.append(v / 2e3 if on else v / 2e5)
     i = np.array(i)
     fit = M.threshold_switch(levels, i)
-    top, ku, kd = M._switch_points(levels, np.abs(i))
-    on_fit = M.fit_on_state(levels, i, M._on_points(levels.size, top, ku, kd))
+    on = M.on_state_mask(levels, i)
+    assert levels[on][0] == pytest.approx(1.2) and levels[on][-1] == pytest.approx(0.72)
+    on_fit = M.fit_on_state(levels, i, on)
     assert fit.params["v_th"] == pytest.approx(1.2) and fit.params["v_hold"] == pytest.approx(0.7)
     assert on_fit.quality == "ok"
     assert on_fit.params["r_on"] == pytest.approx(2e3, rel=1e-9)
