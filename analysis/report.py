@@ -354,7 +354,7 @@ def _wafer_devices(sources: list, metrics: pd.DataFrame) -> pd.DataFrame | None:
     import pandas as pd
 
     from analysis.variation import DEVICE_KEYS, classify_devices, combine_failures
-    from protocols.wafer import JOURNAL, WaferJournal, journal_devices
+    from protocols.wafer import JOURNAL, WaferJournal, device_states
 
     folders: list[Path] = []
     for src in sources:
@@ -366,11 +366,11 @@ def _wafer_devices(sources: list, metrics: pd.DataFrame) -> pd.DataFrame | None:
     frames = []
     for folder in dict.fromkeys(folders):
         try:
-            head = next((r for r in WaferJournal.records(folder / JOURNAL)
-                         if r.get("type") == "wafer"), {})
-            devices = pd.DataFrame(list(journal_devices(folder)))
+            records = WaferJournal.records(folder / JOURNAL)
         except (OSError, ValueError, DendrolabError):
             continue  # an unreadable journal: the run files are still analysed
+        head = next((r for r in records if r.get("type") == "wafer"), {})
+        devices = pd.DataFrame(list(device_states(records).values()))
         if devices.empty:
             continue
         reason = devices["reason"] if "reason" in devices else pd.Series("", index=devices.index)

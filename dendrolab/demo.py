@@ -194,10 +194,11 @@ def run_bench_demo(out_dir: Path, bench: Path,
     analysed = run_analysis([runs_dir], Path(out_dir) / "analysis")
     yield (f"analysed {analysed.runs} runs into {len(analysed.metrics)} metric rows: "
            f"{analysed.report}")
-    yield from headline_lines(analysed.metrics)
+    heads = headline_lines(analysed.metrics)
+    yield from heads
     report += ["## Analysis", "", f"Metrics, summary and the HTML report: "
                f"[{analysed.report.relative_to(out_dir)}]({analysed.report.relative_to(out_dir)})",
-               "", *headline_lines(analysed.metrics), ""]
+               "", *heads, ""]
     network = []
     for line in run_network_demo(Path(out_dir) / "network", analysed.metrics):
         network.append(line)
@@ -225,9 +226,7 @@ def run_network_demo(out_dir: Path, metrics) -> Iterator[str]:
                f"measured dendrite ON/OFF {res['on_off_device']:.3g}")
         for line in res["device"]:
             yield f"  {line}"
-    from analysis.network.power import PowerAssumptions
-
-    a = PowerAssumptions()
+    a = res["assumptions"]
     yield (f"power: our reconstruction of ED Fig 6's definition (V {a.v_applied_v:g} V, "
            f"dendrite ON/OFF {a.on_off:g}, I_on {a.i_on_a:g} A, {a.time_steps} x "
            f"{a.dt_s:g} s per image; every assumption in docs/network-power.md, "

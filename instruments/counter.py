@@ -42,7 +42,6 @@ from instruments.base import (
     Query,
     ScpiErrorQueue,
     Step,
-    UserLimits,
     check_range,
     fmt,
     parse_floats,
@@ -146,21 +145,8 @@ class Counter(Instrument):
 
     capability = "counter"
     spec: CounterSpec
-
-    def __init__(
-        self,
-        resource: Any,
-        spec: CounterSpec,
-        *,
-        channel: int = 1,
-        limits: UserLimits | None = None,
-        auto_check_errors: bool = True,
-    ) -> None:
-        super().__init__(
-            resource, spec, channel=channel, limits=limits, auto_check_errors=auto_check_errors
-        )
-        #: (clock time the gate opened, gate_s) of a totalize armed by this driver, else None.
-        self._gate: tuple[float, float] | None = None
+    #: (clock time the gate opened, gate_s) of a totalize armed by this driver, else None.
+    _gate: tuple[float, float] | None = None
 
     @property
     def _dialect(self) -> CounterDialect:

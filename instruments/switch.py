@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dendrolab.errors import ParameterError
-from instruments.base import Instrument, ModelSpec, Query, Step, TspErrorQueue, UserLimits
+from instruments.base import Instrument, ModelSpec, Query, Step, TspErrorQueue
 
 Q = Query
 
@@ -44,19 +44,6 @@ class SwitchMatrix(Instrument):
 
     capability = "matrix"
     spec: SwitchSpec
-
-    def __init__(
-        self,
-        resource: Any,
-        spec: SwitchSpec,
-        *,
-        channel: int = 1,
-        limits: UserLimits | None = None,
-        auto_check_errors: bool = True,
-    ) -> None:
-        super().__init__(
-            resource, spec, channel=channel, limits=limits, auto_check_errors=auto_check_errors
-        )
 
     def crosspoint(self, row: str, column: int, slot: int = 1) -> str:
         """Channel name of a crosspoint, checked against the card geometry (e.g. ``1A01``)."""

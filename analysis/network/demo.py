@@ -37,10 +37,11 @@ def demo_network(out_dir: Path, seed: int = 0, metrics: Any = None,
 
     Returns ``acc_dendrites`` / ``acc_linear`` (test accuracy, fractions), ``advantage`` (the
     power advantage of the NL 0.1 network over the linear one on the test images, at the default
-    ``power.PowerAssumptions``; ``advantage_device`` for the measured devices, with their
-    dendrite ON/OFF ratio ``on_off_device``), ``starved_dendrites``
-    / ``starved_linear`` (output somas that fire on < 1 % of the test images: classes the network
-    lost in training, see docs/network.md; seen with NL 0 and short training), ``acc_device`` and
+    ``power.PowerAssumptions``, returned as ``assumptions``; ``advantage_device`` for the
+    measured devices, with their dendrite ON/OFF ratio ``on_off_device``),
+    ``starved_dendrites`` / ``starved_linear`` (output somas that fire on < 1 % of the test
+    images: classes the network lost in training, see docs/network.md; seen with NL 0 and short
+    training), ``acc_device`` and
     ``acc_device_ideal_synapses`` (None without metrics), ``device`` (description lines),
     ``model`` (path of the saved model file), ``seconds`` and the settings used.
     """
@@ -50,6 +51,7 @@ def demo_network(out_dir: Path, seed: int = 0, metrics: Any = None,
     data = load_digits(seed=seed)
     fit = {"epochs": s["epochs"], "lr": s["lr"], "batch": s["batch"], "seed": seed,
            "clamp_grad": s.get("clamp_grad", "exact")}
+    assumptions = PowerAssumptions()
     with_d = train(NetConfig(data.layout, s["n_hidden"], nl=0.1), data, **fit)
     linear = train(NetConfig(data.layout, s["n_hidden"], nl=0.0), data, **fit)
     result: dict[str, Any] = {
@@ -59,8 +61,8 @@ def demo_network(out_dir: Path, seed: int = 0, metrics: Any = None,
         "starved_linear": starved_outputs(linear, data.x_test),
         "acc_device": None, "acc_device_ideal_synapses": None, "device": None,
         "advantage": operating_advantage((with_d.params, with_d.cfg), (linear.params, linear.cfg),
-                                         data.x_test).advantage,
-        "advantage_device": None, "assumptions": PowerAssumptions().describe(),
+                                         data.x_test, assumptions).advantage,
+        "advantage_device": None, "assumptions": assumptions,
         "seconds": with_d.seconds + linear.seconds, "settings": s, "seed": seed,
     }
     kept, device = with_d, None
