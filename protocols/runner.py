@@ -8,6 +8,7 @@ with an honest status; a killed run is continued by ``resume_run``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import getpass
@@ -16,7 +17,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -197,15 +198,10 @@ class _Executor:
     def _smu_write_verify(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         """Read G = I / V_read; within tolerance stop, else one SET or RESET pulse; repeat."""
         smu = self.driver(step)
-        gate = None
-        if p.get("gate_role"):
-            gate = self.instruments.driver(p["gate_role"], p.get("gate_channel"))
-            gate.set_voltage(p["gate_v"])
-            gate.output_on()
+        gate = (self.instruments.driver(p["gate_role"], p.get("gate_channel"))
+                if p.get("gate_role") else None)
         target, tol = p["target_s"], p["tol_rel"]
-        try:
-            smu.set_voltage(p["v_read"])
-            smu.output_on()
+        with _holding(gate, p.get("gate_v")), _holding(smu, p["v_read"]):
             for _ in range(int(p["max_pulses"]) + 1):
                 r = smu.measure_iv()
                 g = r.current_a / p["v_read"]
@@ -220,12 +216,6 @@ class _Executor:
                                       base_v=p["v_read"])
                 smu.set_voltage(p["v_read"])
                 smu.output_on()
-        finally:
-            smu.set_voltage(0.0)
-            smu.output_off()
-            if gate is not None:
-                gate.set_voltage(0.0)
-                gate.output_off()
 
     # -- pulse generator ---------------------------------------------------------------------
     def _pulse_train(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
@@ -263,22 +253,14 @@ class _Executor:
     def _counter_frequency(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         """Hold the input (if asked), settle, read the frequency; the hold ends at 0 V, off."""
         counter = self.driver(step)
-        hold = None
-        if p.get("hold_role"):
-            hold = self.instruments.driver(p["hold_role"], p.get("hold_channel"))
-        try:
-            if hold is not None:
-                hold.set_voltage(p["hold_v"])
-                hold.output_on()
-                if p.get("settle_s"):
-                    self.clock.sleep(p["settle_s"])
+        hold = (self.instruments.driver(p["hold_role"], p.get("hold_channel"))
+                if p.get("hold_role") else None)
+        with _holding(hold, p.get("hold_v")):
+            if hold is not None and p.get("settle_s"):
+                self.clock.sleep(p["settle_s"])
             f = counter.measure_frequency(p["gate_s"], _counter_input(p))
             out.append(f, p["gate_s"], p["level_v"],
                        p["hold_v"] if hold is not None else math.nan, self.elapsed())
-        finally:
-            if hold is not None:
-                hold.set_voltage(0.0)
-                hold.output_off()
 
     # -- switch matrix and host ----------------------------------------------------------------
     def _matrix_route(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
@@ -290,6 +272,22 @@ class _Executor:
 
     def _wait(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         self.clock.sleep(float(p["duration_s"]))
+
+
+@contextlib.contextmanager
+def _holding(smu: Any, level_v: float | None) -> Iterator[None]:
+    """``smu`` sources ``level_v`` for the block; 0 V and output off on every exit (no-op for
+    None: a step without that instrument)."""
+    if smu is None:
+        yield
+        return
+    try:
+        smu.set_voltage(level_v)
+        smu.output_on()
+        yield
+    finally:
+        smu.set_voltage(0.0)
+        smu.output_off()
 
 
 def _counter_input(p: dict[str, Any]) -> CounterInput:
