@@ -15,6 +15,7 @@ YAML format::
         timeout_ms: 10000          # optional VISA timeout
         limits: {voltage_min_v: -2, voltage_max_v: 2, current_max_a: 1e-3}   # optional
         options: {line_frequency_hz: 50}   # optional driver keyword arguments
+    board: {...}                   # optional: a dendritic board's wiring (protocols/board.py)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from instruments.factory import Identified, build_driver, identify_resource, loo
 log = logging.getLogger(__name__)
 
 _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TOP_KEYS = {"visa_library", "instruments"}
+_TOP_KEYS = {"visa_library", "instruments", "board"}
 _ROLE_KEYS = {"address", "model", "channel", "timeout_ms", "limits", "options"}
 
 
@@ -56,6 +57,8 @@ class BenchConfig:
     visa_library: str
     roles: Mapping[str, RoleConfig]
     source: str = "<mapping>"
+    #: The raw ``board`` section (a dendritic board's wiring, parsed by ``protocols.board``).
+    board: Mapping[str, Any] | None = None
 
     def role(self, name: str) -> RoleConfig:
         if name not in self.roles:
@@ -98,7 +101,10 @@ def parse_bench_config(
         str(role): _parse_role(str(role), entry, f"{source}: instruments.{role}")
         for role, entry in instruments.items()
     }
-    return BenchConfig(_resolve_library(library, base_dir), roles, source)
+    board = data.get("board")
+    if board is not None and not isinstance(board, Mapping):
+        raise ParameterError(f"{source}: board must be a mapping (see protocols/board.py)")
+    return BenchConfig(_resolve_library(library, base_dir), roles, source, board)
 
 
 def _parse_role(role: str, entry: Any, where: str) -> RoleConfig:

@@ -7,7 +7,7 @@ must not know about simulation or branch on the model.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ class SwitchDialect:
     """Command templates; ``$channels`` is a channel list such as ``1A01`` or ``allslots``."""
 
     close: tuple[Step, ...]
+    exclusive_close: tuple[Step, ...]  # open every other crosspoint and close the list, at once
     open: tuple[Step, ...]
     closed: tuple[Step, ...]
     reset: tuple[Step, ...]
@@ -64,6 +65,16 @@ class SwitchMatrix(Instrument):
         self._run(self.spec.dialect.close, channels=name)
         self._after_config()
 
+    def route_set(self, crosspoints: Sequence[tuple[str, int, int]]) -> None:
+        """Exactly these crosspoints closed, every other open, in one command: ``(row, column,
+        slot)`` each (an empty set opens all). For patterns such as a row of input bits."""
+        names = [self.crosspoint(row, column, slot) for row, column, slot in crosspoints]
+        if names:
+            self._run(self.spec.dialect.exclusive_close, channels=",".join(names))
+        else:
+            self._run(self.spec.dialect.open, channels=self.spec.dialect.all_channels)
+        self._after_config()
+
     def unroute(self, row: str, column: int, *, slot: int = 1) -> None:
         self._run(self.spec.dialect.open, channels=self.crosspoint(row, column, slot))
         self._after_config()
@@ -102,6 +113,7 @@ class SwitchMatrix(Instrument):
 
 K707B_DIALECT = SwitchDialect(
     close=('channel.close("$channels")',),
+    exclusive_close=('channel.exclusiveclose("$channels")',),
     open=('channel.open("$channels")',),
     closed=(Q('print(channel.getclose("$channels"))'),),
     reset=("reset()",),

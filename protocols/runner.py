@@ -92,13 +92,15 @@ def layout_for(plan: Plan, instruments: InstrumentSet) -> RunLayout:
             extra["loop_vars"] = dict(getattr(s, "loop_vars", {}) or {})
         steps.append(StepSpec(s.name, max(points, 1), datasets, instrument=s.role or "",
                               params=dict(s.params), **extra))
-    snapshots = []
-    for role, identity in instruments.identities().items():
-        driver = instruments[role]
-        snapshots.append(InstrumentSpec(
-            role, dataclasses.asdict(identity) if identity is not None else {},
-            _safe_settings(driver), after_capacity=64 * 1024))
-    return RunLayout(tuple(steps), tuple(snapshots))
+    return RunLayout(tuple(steps), instrument_specs(instruments))
+
+
+def instrument_specs(instruments: InstrumentSet) -> tuple[InstrumentSpec, ...]:
+    """Each open role's identity and settings, with room for its after-run snapshot."""
+    return tuple(InstrumentSpec(role, dataclasses.asdict(identity) if identity is not None
+                                else {}, _safe_settings(instruments[role]),
+                                after_capacity=64 * 1024)
+                 for role, identity in instruments.identities().items())
 
 
 def _safe_settings(driver: Any) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def _safe_settings(driver: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def _library_metadata(instruments: InstrumentSet) -> dict[str, Any]:
+def library_metadata(instruments: InstrumentSet) -> dict[str, Any]:
     """Whatever the VISA library says about itself (a simulator reports its seed and models)."""
     lib = getattr(instruments.rm, "visalib", None)
     describe = getattr(lib, "run_metadata", None)
@@ -200,22 +202,12 @@ class _Executor:
         smu = self.driver(step)
         gate = (self.instruments.driver(p["gate_role"], p.get("gate_channel"))
                 if p.get("gate_role") else None)
-        target, tol = p["target_s"], p["tol_rel"]
         with _holding(gate, p.get("gate_v")), _holding(smu, p["v_read"]):
-            for _ in range(int(p["max_pulses"]) + 1):
-                r = smu.measure_iv()
-                g = r.current_a / p["v_read"]
-                error = (g - target) / target
-                pulse_v = 0.0 if abs(error) <= tol else (p["v_set"] if error < 0 else
-                                                         p["v_reset"])
+            for r, pulse_v in write_verify_loop(
+                    smu, target_s=p["target_s"], tol_rel=p["tol_rel"], v_set=p["v_set"],
+                    v_reset=p["v_reset"], width_s=p["width_s"], v_read=p["v_read"],
+                    max_pulses=int(p["max_pulses"]), period_s=p.get("period_s")):
                 out.append(r.voltage_v, r.current_a, self.elapsed(), pulse_v)
-                if pulse_v == 0.0:
-                    break
-                smu.pulsed_list_sweep([pulse_v], width_s=p["width_s"],
-                                      period_s=p.get("period_s", 2 * p["width_s"]),
-                                      base_v=p["v_read"])
-                smu.set_voltage(p["v_read"])
-                smu.output_on()
 
     # -- pulse generator ---------------------------------------------------------------------
     def _pulse_train(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
@@ -272,6 +264,26 @@ class _Executor:
 
     def _wait(self, step: PlanStep, p: dict[str, Any], out: StepWriter) -> None:
         self.clock.sleep(float(p["duration_s"]))
+
+
+def write_verify_loop(smu: Any, *, target_s: float, tol_rel: float, v_set: float,
+                      v_reset: float, width_s: float, v_read: float, max_pulses: int,
+                      period_s: float | None = None) -> Iterator[tuple[Any, float]]:
+    """The write-verify loop on an SMU already holding ``v_read`` on the selected cell: read
+    G = I / v_read; within ``tol_rel`` of the target stop, else one SET (below) or RESET (above)
+    pulse from ``v_read``, and repeat, at most ``max_pulses`` pulses. Yields (reading, pulse
+    volts; 0 = done) per read, before that pulse is applied (a caller records it first)."""
+    for _ in range(max_pulses + 1):
+        r = smu.measure_iv()
+        error = (r.current_a / v_read - target_s) / target_s
+        pulse_v = 0.0 if abs(error) <= tol_rel else (v_set if error < 0 else v_reset)
+        yield r, pulse_v
+        if pulse_v == 0.0:
+            return
+        smu.pulsed_list_sweep([pulse_v], width_s=width_s,
+                              period_s=period_s or 2 * width_s, base_v=v_read)
+        smu.set_voltage(v_read)
+        smu.output_on()
 
 
 @contextlib.contextmanager
@@ -341,7 +353,7 @@ def safe_state_except(instruments: InstrumentSet, spare: frozenset[str]) -> None
             log.warning("role %r: safe_state failed: %s", role, exc)
 
 
-def _finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None,
+def finish(writer: RunWriter, instruments: InstrumentSet, error: BaseException | None,
             executor: _Executor, start: int, spare: frozenset[str] = frozenset()) -> None:
     """Safe state first (always), then the run clock and after-snapshots, then the status."""
     safe_state_except(instruments, spare)
@@ -485,7 +497,7 @@ def run_plan(plan: Plan, instruments: InstrumentSet, out_path: str | Path, *,
         "wafer_id": info.wafer_id,
         "die_id": info.die_id,
         "device_id": plan.device or "",
-        **{f"library_{k}": v for k, v in _library_metadata(instruments).items()},
+        **{f"library_{k}": v for k, v in library_metadata(instruments).items()},
     }
     clash = sorted(set(attrs or {}) & set(meta))
     if clash:
@@ -501,7 +513,7 @@ def run_plan(plan: Plan, instruments: InstrumentSet, out_path: str | Path, *,
         error = exc
         raise
     finally:
-        _finish(writer, instruments, error, executor, 0, spare)
+        finish(writer, instruments, error, executor, 0, spare)
     return out_path
 
 
@@ -559,7 +571,7 @@ def resume_plan(plan: Plan, instruments: InstrumentSet, path: str | Path, *,
         error = exc
         raise
     finally:
-        _finish(writer, instruments, error, executor,
+        finish(writer, instruments, error, executor,
                 len(plan.steps) if start is None else start, spare)
     return start
 

@@ -26,6 +26,8 @@ MAX_SIDE = 256
 #: column j, 1-based, no leading zeros.
 PORT_RE = re.compile(r"([rgs])([1-9][0-9]*)")
 PORT_HELP = "r<row>, g<column>, s<column>"
+#: Largest switching dose (rate x time) a hold may give a cell and still count as a read.
+READ_DOSE_FLOOR = 1e-6
 #: Read-noise stream of a cell: the synapse model's own (``SynapseArray.read``).
 READ_STREAM = "read.synapse"
 
@@ -37,6 +39,12 @@ class ArrayDut:
     ``hold(v, dt)`` ignores ``v`` (the bench's main-port voltage): an array has no main port,
     the line voltages it holds are set by the bench (``set_lines``). Lines nothing drives sit at
     0 V (an assumption: grounded through the board, as a single cell's source is).
+
+    Reads do not disturb: a hold whose largest switching dose r(V) dt over the biased cells is
+    below ``READ_DOSE_FLOOR`` changes no cell (an approximation of ``SynapseArray.pulse``, which
+    would move a cell by at most that fraction of its gap, plus an OU step of c2c_add_rel x
+    range x sqrt(2 x dose): with the original preset a 0.2 V read for 1 ms has a dose of 5e-9).
+    It keeps reading a large array cheap; writes (|V| ~ 1 V, doses >> 1) are computed exactly.
     """
 
     kind = "array"
@@ -52,10 +60,22 @@ class ArrayDut:
         self.v_src = np.zeros(cols)
         pr = cells.params
         self._ages = bool(pr.relax_drift_rel or pr.relax_sigma_a_rel or pr.relax_sigma_b_rel)
+        self._parsed: dict[str, tuple[str, int] | None] = {}
+        p = cells.p  # bound on any cell's switching rate at |V|: k_max exp(|V| / v0_min)
+        self._k_max = float(max(p["k_set_per_s"].max(), p["k_reset_per_s"].max()))
+        self._v0_min = float(min(p["v_set_v"].min(), p["v_reset_v"].min()))
 
     # --------------------------------------------------------------------- ports
     def parse_port(self, port: str) -> tuple[str, int] | None:
-        """``('r'|'g'|'s', 0-based index)`` of a port name, or None if it is not one here."""
+        """``('r'|'g'|'s', 0-based index)`` of a port name, or None if it is not one here
+        (remembered: the bench asks again on every wiring change)."""
+        known = self._parsed.get(port, False)
+        if known is not False:
+            return known
+        self._parsed[port] = parsed = self._parse(port)
+        return parsed
+
+    def _parse(self, port: str) -> tuple[str, int] | None:
         m = PORT_RE.fullmatch(port)
         if m is None:
             return None
@@ -66,8 +86,9 @@ class ArrayDut:
     def _line(self, letter: str) -> np.ndarray:
         return self.v_row if letter == "r" else self.v_gate if letter == "g" else self.v_src
 
-    def set_lines(self, values: Sequence[tuple[str, int, float]]) -> None:
-        """Set line voltages: every line to 0 V, then each ``(letter, index, volts)``."""
+    def set_lines(self, values: Sequence[tuple[str, int | np.ndarray, float]]) -> None:
+        """Set line voltages: every line to 0 V, then each ``(letter, index or index array,
+        volts)``."""
         self.v_row[:] = 0.0
         self.v_gate[:] = 0.0
         self.v_src[:] = 0.0
@@ -101,11 +122,26 @@ class ArrayDut:
         relaxation law is configured)."""
         if not dt > 0:
             return
-        vc = self.cell_voltages()
-        if not self._ages and not vc.any():
-            return
-        gates = np.broadcast_to(self.v_gate[None, :], (self.rows, self.cols))
-        self.cells.pulse(vc.ravel(), dt, gates.ravel())
+        if not self._ages:
+            gate_on = self.v_gate > 0
+            if not gate_on.any():
+                return
+            # |V| of any gated cell is at most max|v_row| + max|v_src| over gated columns
+            bound = float(np.abs(self.v_row).max() + np.abs(self.v_src[gate_on]).max())
+            if self._k_max * math.exp(min(bound / self._v0_min, 700.0)) * dt < READ_DOSE_FLOOR:
+                return  # a read: no cell gets a dose that could move it (class docstring)
+        vc = self.cell_voltages().ravel()
+        gates = np.broadcast_to(self.v_gate[None, :], (self.rows, self.cols)).ravel()
+        if not self._ages:  # only the cells under a voltage change: pulse just those
+            idx = np.flatnonzero(vc)
+            if idx.size == 0:
+                return
+            if idx.size < vc.size:
+                sub = self.cells.take(idx)
+                sub.pulse(vc[idx], dt, gates[idx])
+                self.cells.put(idx, sub)
+                return
+        self.cells.pulse(vc, dt, gates)
 
     def drive_lines(self, lines: Sequence[tuple[str, int, float]], wave: Waveform) -> None:
         """Apply a 1-D waveform on the given lines (each at its offset + the waveform), the others
@@ -128,24 +164,29 @@ class ArrayDut:
             return np.arange(index * self.cols, (index + 1) * self.cols)
         return np.arange(index, self.rows * self.cols, self.cols)
 
-    def _line_current(self, letter: str, index: int, noisy: bool) -> float:
-        """Current a source sources into a line: into ``r_i`` the sum of its cells' currents,
-        into ``s_j`` minus the sum over its column (current leaves there), into ``g_j`` 0 (an
-        insulated gate draws no DC current)."""
+    def _line_current(self, letter: str, index: int | np.ndarray, noisy: bool) -> float:
+        """Current a source sources into a line (or into several lines of one letter joined on
+        one terminal): into ``r_i`` the sum of its cells' currents, into ``s_j`` minus the sum
+        over its column (current leaves there), into ``g_j`` 0 (an insulated gate draws no DC
+        current). Only cells whose gate is on conduct."""
         if letter == "g":
             return 0.0
-        vc = self.cell_voltages()
+        gate_on = self.v_gate > 0
+        lines = np.atleast_1d(np.asarray(index, dtype=np.intp))
         if letter == "r":
-            v = vc[index, :]
-            on = self.v_gate > 0
+            rows, cols = lines, np.flatnonzero(gate_on)
         else:
-            v = vc[:, index]
-            on = np.full(self.rows, self.v_gate[index] > 0)
-        if not on.any():
+            rows, cols = np.arange(self.rows), lines[gate_on[lines]]
+        if rows.size == 0 or cols.size == 0:
             return 0.0
+        if letter == "s" and cols.size > 1:  # column by column, as a sum of single lines
+            rows, cols = np.repeat(rows[None, :], cols.size, 0).ravel(), np.repeat(cols, rows.size)
+            v = self.v_row[rows] - self.v_src[cols]
+            idx = rows * self.cols + cols
+        else:
+            v = (self.v_row[rows][:, None] - self.v_src[cols][None, :]).ravel()
+            idx = (rows[:, None] * self.cols + cols[None, :]).ravel()
         cells = self.cells
-        idx = self._cells_of(letter, index)[on]
-        v = v[on]
         i = cells.g_s[idx] * v * (1.0 + cells.p["eps_nl"][idx] * v * v)
         sigma = cells.params.read_noise_rel
         if noisy:
@@ -156,7 +197,7 @@ class ArrayDut:
         total = float(i.sum())
         return total if letter == "r" else -total
 
-    def read_line(self, letter: str, index: int) -> float:
+    def read_line(self, letter: str, index: int | np.ndarray) -> float:
         """A measurement of the current into a line: each conducting cell's next read-noise
         draw (the same stream and per-cell counter as ``SynapseArray.read``)."""
         return self._line_current(letter, index, noisy=True)

@@ -221,7 +221,7 @@ class Bench:
         return name, port
 
     def _rebuild(self) -> None:
-        """Recompute terminal -> ports and port -> terminals after the wiring or a route changed."""
+        """Derive every wiring view from scratch (fixed wiring plus the closed routes)."""
         links: dict[str, list[tuple[str, str]]] = {t: list(v) for t, v in self.wires.items()}
         for pairs in self.routes.values():
             for term, target in pairs:
@@ -232,33 +232,77 @@ class Bench:
             for target in targets:
                 feeds.setdefault(target, []).append(term)
         self._feeds = feeds
-        # Array lines: terminal -> [(slot, letter, index)]; array slot -> its fed lines.
-        lines: dict[str, list[tuple[_Slot, str, int]]] = {}
-        fed: dict[str, list[tuple[str, int, list[str]]]] = {}
-        for (n, p), terms in feeds.items():
-            slot = self.slots[n]
-            if slot.kind in LINE_KINDS:
-                letter, index = slot.dut.parse_port(p)
-                fed.setdefault(n, []).append((letter, index, terms))
-                for term in terms:
-                    lines.setdefault(term, []).append((slot, letter, index))
-        self._array_lines = lines
-        self._array_fed = fed
-        self._array_terms = frozenset(lines)
-        # Hot-path view: terminal -> [(slot, port, is main port)], resolved once per change
-        # (array lines are not in it: they go through ``_array_lines``).
-        self._targets = {
-            term: [(self.slots[n], p, p == PORTS[self.slots[n].kind][0]) for n, p in targets
-                   if self.slots[n].kind not in LINE_KINDS]
-            for term, targets in links.items()}
-        # Terminals whose every target is a plain main port (no charge integration, no soma
-        # output): a reading needs the state at mid-aperture only, see ``measure``.
-        self._plain = {
-            term: all(main and port != "out" and not getattr(slot.dut, "integrating", False)
-                      for slot, port, main in targets)
-            for term, targets in self._targets.items()}
-        for term in lines:  # a terminal on an array line never takes the plain fast path
-            self._plain[term] = False
+        self._fed_ports: dict[str, set[str]] = {}
+        for n, p in feeds:
+            self._fed_ports.setdefault(n, set()).add(p)
+        self._targets: dict[str, list[tuple[_Slot, str, bool]]] = {}
+        self._plain: dict[str, bool] = {}
+        self._array_lines: dict[str, list[tuple[_Slot, str, int]]] = {}
+        self._array_reads: dict[str, list[tuple[_Slot, str, np.ndarray]]] = {}
+        self._array_fed: dict[str, list[tuple[tuple[str, ...], str, np.ndarray]]] = {}
+        self._derive(set(links), {n for n in self._fed_ports
+                                  if self.slots[n].kind in LINE_KINDS})
+
+    def _relink(self, added: list[tuple[str, tuple[str, str]]],
+                removed: list[tuple[str, tuple[str, str]]]) -> None:
+        """Apply a route change to the wiring views: only the terminals and arrays it touches
+        are derived again (a board has hundreds of fixed links; a route moves a few)."""
+        for term, target in removed:
+            self._links[term].remove(target)
+            self._feeds[target].remove(term)
+            if not self._feeds[target]:
+                del self._feeds[target]
+                self._fed_ports[target[0]].discard(target[1])
+        for term, target in added:
+            self._links.setdefault(term, []).append(target)
+            self._feeds.setdefault(target, []).append(term)
+            self._fed_ports.setdefault(target[0], set()).add(target[1])
+        changes = added + removed
+        self._derive({t for t, _ in changes},
+                     {n for _, (n, _p) in changes if self.slots[n].kind in LINE_KINDS})
+
+    def _derive(self, terms: set[str], arrays: set[str]) -> None:
+        """The per-terminal views of ``terms`` and the per-array line groups of ``arrays``."""
+        for term in terms:
+            targets = self._links.get(term, [])
+            if not targets:
+                self._links.pop(term, None)
+                for view in (self._targets, self._plain, self._array_lines, self._array_reads):
+                    view.pop(term, None)
+                continue
+            slots = [(self.slots[n], p) for n, p in targets]
+            # hot-path view: [(slot, port, is main port)] (array lines go through _array_lines)
+            plain_targets = [(slot, p, p == PORTS[slot.kind][0]) for slot, p in slots
+                             if slot.kind not in LINE_KINDS]
+            self._targets[term] = plain_targets
+            lines = [(slot, *slot.dut.parse_port(p)) for slot, p in slots
+                     if slot.kind in LINE_KINDS]
+            # Plain: every target a plain main port (no charge integration, no soma output,
+            # no array line): a reading needs the state at mid-aperture only (``measure``).
+            self._plain[term] = not lines and all(
+                main and port != "out" and not getattr(slot.dut, "integrating", False)
+                for slot, port, main in plain_targets)
+            if not lines:
+                self._array_lines.pop(term, None)
+                self._array_reads.pop(term, None)
+                continue
+            self._array_lines[term] = lines
+            # the lines one reading sums, per (array, letter), as index arrays
+            by_line: dict[tuple[str, str], tuple[_Slot, list[int]]] = {}
+            for slot, letter, index in lines:
+                by_line.setdefault((slot.name, letter), (slot, []))[1].append(index)
+            self._array_reads[term] = [(slot, key[1], np.array(idx, dtype=np.intp))
+                                       for key, (slot, idx) in by_line.items()]
+        for n in arrays:
+            # fed lines grouped by (feeding terminals, letter): a refresh sums each group once
+            groups: dict[tuple[tuple[str, ...], str], list[int]] = {}
+            dut = self.slots[n].dut
+            for p in self._fed_ports.get(n, ()):
+                letter, index = dut.parse_port(p)
+                groups.setdefault((tuple(self._feeds[(n, p)]), letter), []).append(index)
+            self._array_fed[n] = [(terms_, letter, np.array(sorted(idx), dtype=np.intp))
+                                  for (terms_, letter), idx in groups.items()]
+        self._array_terms = frozenset(self._array_lines)
 
     # ------------------------------------------------------------------ time
     def advance(self, dt_s: float) -> None:
@@ -523,7 +567,7 @@ class Bench:
         """An array's line voltages from the levels now on (lines nothing feeds: 0 V)."""
         levels = self.levels
         slot.dut.set_lines([(letter, index, sum(levels.get(t, 0.0) for t in terms))
-                            for letter, index, terms in self._array_fed.get(slot.name, ())])
+                            for terms, letter, index in self._array_fed.get(slot.name, ())])
 
     def _array_slots(self, terminal: str) -> list[_Slot]:
         return list({id(s): s for s, _l, _i in self._array_lines[terminal]}.values())
@@ -567,7 +611,7 @@ class Bench:
         for slot in self._array_slots(terminal):
             self._sync(slot)
             self._array_refresh(slot)
-        for slot, letter, index in lines:
+        for slot, letter, index in self._array_reads[terminal]:
             total_i += slot.dut.read_line(letter, index)
         plain = self._targets.get(terminal, ())
         for slot, _port, main in plain:
@@ -613,26 +657,31 @@ class Bench:
     # ------------------------------------------------------------------ switch matrix
     def close_route(self, crosspoint: str, links: list[tuple[str, str]]) -> None:
         """Close a matrix crosspoint joining terminals to device ports (``links`` of it)."""
-        self._touch_links(links)
-        self.routes[crosspoint] = [(t, self._port(p, f"route {crosspoint}")) for t, p in links]
-        self._after_route(links)
+        self.switch_routes((), [(crosspoint, links)])
 
     def open_route(self, crosspoint: str) -> None:
-        links = self.routes.get(crosspoint)
-        if links is None:
+        self.switch_routes([crosspoint], ())
+
+    def switch_routes(self, opening: Sequence[str],
+                      closing: Sequence[tuple[str, list[tuple[str, str]]]]) -> None:
+        """Open and close several crosspoints at one instant (one relay operation of a
+        matrix): the devices they touch are brought up to now, the wiring is rebuilt once."""
+        removed: list[tuple[str, tuple[str, str]]] = []
+        for crosspoint in opening:
+            removed += self.routes.pop(crosspoint, None) or []
+        added: list[tuple[str, tuple[str, str]]] = []
+        for crosspoint, links in closing:
+            pairs = [(t, self._port(p, f"route {crosspoint}")) for t, p in links]
+            self.routes[crosspoint] = pairs
+            added += pairs
+        if not added and not removed:
             return
-        self._touch_links([(t, f"{n}.{p}") for t, (n, p) in links])
-        del self.routes[crosspoint]
-        self._after_route([(t, f"{n}.{p}") for t, (n, p) in links])
-
-    def _touch_links(self, links: list[tuple[str, str]]) -> None:
-        for _term, target in links:
-            self._sync(self.slots[self._port(target, "route")[0]])
-
-    def _after_route(self, links: list[tuple[str, str]]) -> None:
-        self._rebuild()
-        for _term, target in links:
-            self._refresh(self.slots[self._port(target, "route")[0]])
+        slots = [self.slots[n] for n in dict.fromkeys(n for _t, (n, _p) in added + removed)]
+        for slot in slots:
+            self._sync(slot)
+        self._relink(added, removed)
+        for slot in slots:
+            self._refresh(slot)
 
     # ------------------------------------------------------------------ probe stations
     def station(self, name: str) -> ProbeStation:

@@ -1,6 +1,8 @@
 """Simulated Keithley 707B/708B switching matrix (TSP) with 7174A-style 8x12 cards.
 
-Closing a crosspoint joins its row's instrument terminal to its column's device port on the bench.
+Closing a crosspoint joins its row's instrument terminal to its column's device port(s) on the
+bench. A column may carry a board trace joining several device pins (e.g. one word line shared by
+the arrays of a layer): closing it then joins the row terminal to every pin of the trace.
 """
 
 from __future__ import annotations
@@ -175,11 +177,14 @@ class Keithley707BSim(TspInstrument):
     3 ms), and the wiring of the cards, either for slot 1::
 
         rows: {A: "smu/1", B: "pulse/1"}        # row letter -> instrument terminal
-        columns: {1: "d1", 2: "d2.top"}         # column number -> device[.port]
+        columns: {1: "d1", 2: "d2.top",         # column number -> device[.port], or
+                  3: ["a1.g1", "a2.g1"]}        # a list: one trace joining several pins
 
     or per slot: ``slots: {1: {rows: {...}, columns: {...}}, 2: {...}}`` (not both forms).
     Closing ``1A01`` with row A and column 1 wired calls ``bench.close_route`` for the key
-    ``<name>:1A01``; opening it calls ``bench.open_route``. Unwired rows/columns switch nothing.
+    ``<name>:1A01`` with one link per port of the column (all of a list close and open
+    together, as one relay does); opening it calls ``bench.open_route``. Unwired rows/columns
+    switch nothing.
     Settle time is added once per step that changes a relay (two steps for an exclusive close
     that opens and closes, unless ``channel.connectrule = channel.OFF``).
     """
@@ -217,7 +222,7 @@ class Keithley707BSim(TspInstrument):
     # -- wiring options -----------------------------------------------------------------------
     def _wiring(
         self, opts: Mapping[str, Any], who: str
-    ) -> tuple[dict[tuple[int, str], str], dict[tuple[int, int], str]]:
+    ) -> tuple[dict[tuple[int, str], str], dict[tuple[int, int], tuple[str, ...]]]:
         if "slots" in opts and ("rows" in opts or "columns" in opts):
             raise ParameterError(f"{who}: give rows/columns (slot 1) or slots, not both")
         per_slot = opts.get("slots")
@@ -226,7 +231,7 @@ class Keithley707BSim(TspInstrument):
         if not isinstance(per_slot, Mapping):
             raise ParameterError(f"{who}: slots must be a mapping slot -> {{rows, columns}}")
         rows: dict[tuple[int, str], str] = {}
-        columns: dict[tuple[int, int], str] = {}
+        columns: dict[tuple[int, int], tuple[str, ...]] = {}
         for key, spec in per_slot.items():
             slot = _int_key(key)
             if slot is None or not 1 <= slot <= self.slots:
@@ -249,37 +254,43 @@ class Keithley707BSim(TspInstrument):
                 number = _int_key(col)
                 if number is None or not 1 <= number <= COLUMNS:
                     raise ParameterError(f"{where}: column {col!r} not in 1..{COLUMNS}")
-                columns[(slot, number)] = self._check_port(port, f"{where} column {number}")
+                columns[(slot, number)] = self._check_ports(port, f"{where} column {number}")
         return rows, columns
 
-    def _check_port(self, port: Any, where: str) -> str:
-        if not isinstance(port, str):
-            raise ParameterError(f"{where}: {port!r} is not 'device[.port]'")
-        self.bench.check_port(port, where)  # device and port exist (array lines included)
-        return port
+    def _check_ports(self, value: Any, where: str) -> tuple[str, ...]:
+        """One ``device[.port]`` or a non-empty list of distinct ones (a trace to several pins)."""
+        ports = value if isinstance(value, list | tuple) else [value]
+        if not ports:
+            raise ParameterError(f"{where}: an empty list joins no port; give 'device[.port]' "
+                                 "or a list of them")
+        seen: set[tuple[str, str]] = set()
+        for port in ports:
+            if not isinstance(port, str):
+                raise ParameterError(f"{where}: {port!r} is not 'device[.port]'")
+            target = self.bench.check_port(port, where)  # device and port exist (array lines)
+            if target in seen:
+                raise ParameterError(f"{where}: port {port!r} is listed twice")
+            seen.add(target)
+        return tuple(ports)
 
     # -- switching ----------------------------------------------------------------------------
     def _links(self, cp: Crosspoint) -> list[tuple[str, str]]:
         term = self.rows.get((cp[0], cp[1]))
-        port = self.columns.get((cp[0], cp[2]))
-        return [(term, port)] if term is not None and port is not None else []
+        ports = self.columns.get((cp[0], cp[2]))
+        return [(term, port) for port in ports] if term is not None and ports else []
 
-    def _open(self, cps: Iterable[Crosspoint]) -> bool:
-        changed = [cp for cp in sorted(set(cps)) if cp in self.closed]
-        for cp in changed:
-            self.closed.discard(cp)
-            if self._links(cp):
-                self.bench.open_route(f"{self.name}:{_name(cp)}")
-        return bool(changed)
-
-    def _close(self, cps: Iterable[Crosspoint]) -> bool:
-        changed = [cp for cp in sorted(set(cps)) if cp not in self.closed]
-        for cp in changed:
-            self.closed.add(cp)
-            links = self._links(cp)
-            if links:
-                self.bench.close_route(f"{self.name}:{_name(cp)}", links)
-        return bool(changed)
+    def _exchange(self, opening: Iterable[Crosspoint], closing: Iterable[Crosspoint]
+                  ) -> tuple[bool, bool]:
+        """Open and close at one bench instant (one wiring change on the bench): the bench
+        holds no state a relay passes through between the two, only the settle time counts."""
+        out = [cp for cp in sorted(set(opening)) if cp in self.closed]
+        into = [cp for cp in sorted(set(closing)) if cp not in self.closed]
+        self.closed.difference_update(out)
+        self.closed.update(into)
+        self.bench.switch_routes([f"{self.name}:{_name(cp)}" for cp in out if self._links(cp)],
+                                 [(f"{self.name}:{_name(cp)}", links) for cp in into
+                                  if (links := self._links(cp))])
+        return bool(out), bool(into)
 
     def switch(
         self,
@@ -287,11 +298,10 @@ class Keithley707BSim(TspInstrument):
         closing: Iterable[Crosspoint],
         rule: int = BREAK_BEFORE_MAKE,
     ) -> None:
-        """Open then close (or the reverse for make-before-break); settle after each step."""
-        steps = [(self._open, opening), (self._close, closing)]
-        if rule == MAKE_BEFORE_BREAK:
-            steps.reverse()
-        moved = [action(cps) for action, cps in steps]
+        """Open and close the crosspoints, then wait a settle time for each of the two steps
+        that moved a relay (one for RULE_OFF); which relays the bench joins first is not
+        observable on it, so break-before-make and make-before-break differ only in timing."""
+        moved = self._exchange(opening, closing)
         settles = sum(moved) if rule != RULE_OFF else int(any(moved))
         self.bench.advance(settles * self.settle_s)
 

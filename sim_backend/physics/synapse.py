@@ -139,6 +139,26 @@ class SynapseArray:
         self._relax_event = np.zeros(n, dtype=np.int64)
 
     # ----------------------------------------------------------------------------------------
+    #: Per-device state a pulse, read or relaxation changes (``take``/``put`` move these).
+    STATE = ("g_s", "g_prog_s", "age_s", "n_pulses", "n_reads", "_relax_event")
+
+    def take(self, idx: np.ndarray) -> SynapseArray:
+        """The devices ``idx`` as an array of their own (parameters, keys and state copied):
+        every stream is keyed per device and per device event, so a pulse on the subset draws
+        exactly what the same pulse on the whole array draws for those devices."""
+        sub = object.__new__(SynapseArray)
+        sub.params, sub.keys, sub.n = self.params, self.keys[idx], int(np.size(idx))
+        sub.p = {k: v[idx] for k, v in self.p.items()}
+        sub.stuck = self.stuck[idx]
+        for name in self.STATE:
+            setattr(sub, name, getattr(self, name)[idx].copy())
+        return sub
+
+    def put(self, idx: np.ndarray, sub: SynapseArray) -> None:
+        """Write a ``take`` subset's state back."""
+        for name in self.STATE:
+            getattr(self, name)[idx] = getattr(sub, name)
+
     def g_sat(self, v_gate: object = None) -> np.ndarray:
         """SET target G_sat(V_g) = G_min + (G_max - G_min) * logistic((V_g - V_g0) / s_g)."""
         vg = _per_device(self.params.v_gate_v if v_gate is None else v_gate, self.n, "v_gate")

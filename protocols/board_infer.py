@@ -1,0 +1,232 @@
+"""Inference on a dendritic board: calibrate its dendrites and somas, then run images through it,
+layer by layer, recording per image what the board read and decided.
+
+One image on one layer (docs/board.md): the input codes go in bit-serially (the rows of every
+'1' bit at ``read_v``, one plane per bit), each word line in turn while every array's sense SMU
+reads its column; the host adds the planes and pairs into branch sums and normalises them
+(``board_math``); each branch's dendrite gets one pulse per neuron at ``v_max u`` and its current
+is the branch output; the somas get one pulse per neuron at the calibrated drive of their summed
+input, and their current is the neuron's output. Hidden outputs become the next layer's codes;
+the output layer's readings give the label. No files here beyond the step writers handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dendrolab.errors import InstrumentError
+from protocols import board_math
+from protocols.board import Board
+from protocols.board_io import READ_APERTURE_S, BoardIO
+from protocols.runfile import DatasetSpec, StepSpec
+
+#: Dendrite calibration ladder (fractions of ``dendrite.v_max``) and its repeats.
+CAL_U = np.round(np.linspace(0.0, 1.0, 21), 6)
+CAL_REPEATS = 3
+#: Soma calibration ladder step (V), from 0 to ``soma.v_max``.
+SOMA_STEP_V = 0.05
+#: Images per run-file step: a kill re-runs at most this many.
+BLOCK = 10
+ENERGY_PARTS = ("array", "dendrite", "soma")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per layer: each branch dendrite's ladder (u, mean current) and full scale; each soma's
+    ladder (V, current) and threshold voltage (``board_math.fire_threshold``)."""
+
+    dendrite_u: tuple[tuple[np.ndarray, ...], ...]
+    dendrite_i: tuple[tuple[np.ndarray, ...], ...]
+    soma_v: tuple[tuple[np.ndarray, ...], ...]
+    soma_i: tuple[tuple[np.ndarray, ...], ...]
+    i_full_a: float
+
+    def dendrite_full(self, layer: int, branch: int) -> float:
+        return float(self.dendrite_i[layer][branch][-1])
+
+    def soma_threshold(self, layer: int, soma: int) -> float:
+        return board_math.fire_threshold(self.soma_v[layer][soma], self.soma_i[layer][soma],
+                                         self.i_full_a)
+
+
+def soma_ladder(board: Board) -> np.ndarray:
+    n = round(board.soma["v_max"] / SOMA_STEP_V)
+    return np.round(np.linspace(0.0, n * SOMA_STEP_V, n + 1), 6)
+
+
+def calibration_steps(board: Board) -> list[StepSpec]:
+    n_dend = sum(len(layer.dendrites) for layer in board.layers) * CAL_U.size * CAL_REPEATS
+    n_soma = sum(len(layer.somas) for layer in board.layers) * soma_ladder(board).size
+    return [
+        StepSpec("calibrate dendrites", n_dend, (
+            DatasetSpec("layer", "", "int64"), DatasetSpec("branch", "", "int64"),
+            DatasetSpec("u", ""), DatasetSpec("voltage_v", "V"), DatasetSpec("current_a", "A"))),
+        StepSpec("calibrate somas", n_soma, (
+            DatasetSpec("layer", "", "int64"), DatasetSpec("soma", "", "int64"),
+            DatasetSpec("voltage_v", "V"), DatasetSpec("current_a", "A"))),
+    ]
+
+
+def calibrate_dendrites(io: BoardIO, out: Any) -> dict[str, np.ndarray]:
+    """Every dendrite's ladder (``CAL_REPEATS`` interleaved passes of ``CAL_U``) into ``out``;
+    returns the rows written."""
+    board = io.board
+    levels_u = np.tile(CAL_U, CAL_REPEATS)
+    parts = []
+    for k, layer in enumerate(board.layers):
+        for b, dev in enumerate(layer.dendrites):
+            p = io.pulse(dev, board.dendrite["v_max"] * levels_u, board.dendrite)
+            n = levels_u.size
+            rows = {"layer": np.full(n, k), "branch": np.full(n, b), "u": levels_u,
+                    "voltage_v": p.levels_v, "current_a": p.current_a}
+            out.write_block(**rows)
+            parts.append(rows)
+    return {key: np.concatenate([r[key] for r in parts]) for key in parts[0]}
+
+
+def calibrate_somas(io: BoardIO, out: Any) -> dict[str, np.ndarray]:
+    """Every soma's ladder 0 ... ``soma.v_max`` into ``out``; returns the rows written."""
+    board = io.board
+    ladder = soma_ladder(board)
+    parts = []
+    for k, layer in enumerate(board.layers):
+        for q, dev in enumerate(layer.somas):
+            p = io.pulse(dev, ladder, board.soma)
+            n = ladder.size
+            rows = {"layer": np.full(n, k), "soma": np.full(n, q), "voltage_v": p.levels_v,
+                    "current_a": p.current_a}
+            out.write_block(**rows)
+            parts.append(rows)
+    return {key: np.concatenate([r[key] for r in parts]) for key in parts[0]}
+
+
+def calibration_from(board: Board, dend: Any, soma: Any) -> Calibration:
+    """A ``Calibration`` from the two calibration steps' data (mean over repeats); a soma that
+    never fires or a dendrite that gives no current is a one-line error."""
+    du, di, sv, si = [], [], [], []
+    for k, layer in enumerate(board.layers):
+        us, is_ = [], []
+        for b in range(len(layer.dendrites)):
+            sel = (dend["layer"] == k) & (dend["branch"] == b)
+            u, i = np.asarray(dend["u"])[sel], np.abs(np.asarray(dend["current_a"])[sel])
+            grid = np.unique(u)
+            mean = np.array([i[u == g].mean() for g in grid])
+            if not mean[-1] > 0:
+                raise InstrumentError(f"layer {k + 1} dendrite {b + 1} gave no current at "
+                                      f"{board.dendrite['v_max']:g} V: check its wiring")
+            us.append(grid)
+            is_.append(mean)
+        du.append(tuple(us))
+        di.append(tuple(is_))
+        vs, cs = [], []
+        for q in range(len(layer.somas)):
+            sel = (soma["layer"] == k) & (soma["soma"] == q)
+            v, i = np.asarray(soma["voltage_v"])[sel], np.abs(np.asarray(soma["current_a"])[sel])
+            if np.isnan(board_math.fire_threshold(v, i, board.soma["i_full_a"])):
+                raise InstrumentError(f"layer {k + 1} soma {q + 1} never fired up to "
+                                      f"{board.soma['v_max']:g} V: check its wiring or raise "
+                                      "board.soma.v_max")
+            vs.append(v)
+            cs.append(i)
+        sv.append(tuple(vs))
+        si.append(tuple(cs))
+    return Calibration(tuple(du), tuple(di), tuple(sv), tuple(si), board.soma["i_full_a"])
+
+
+def image_datasets(board: Board) -> tuple[DatasetSpec, ...]:
+    l1, l2 = board.layers
+    bits = board.input_bits
+    return (
+        DatasetSpec("index", "", "int64"), DatasetSpec("label", "", "int64"),
+        DatasetSpec("predicted", "", "int64"),
+        DatasetSpec("soma_input", "", shape=(board.outputs,)),
+        DatasetSpec("soma_output", "", shape=(board.outputs,)),
+        DatasetSpec("soma_current_a", "A", shape=(board.outputs,)),
+        DatasetSpec("hidden_code", "", "int64", shape=(board.hidden,)),
+        DatasetSpec("energy_j", "J", shape=(len(ENERGY_PARTS),)),
+        DatasetSpec("duration_s", "s"),
+        DatasetSpec("column_current_1_a", "A", shape=(bits, len(l1.arrays), 2 * board.hidden)),
+        DatasetSpec("column_current_2_a", "A", shape=(bits, len(l2.arrays), 2 * board.outputs)),
+        DatasetSpec("dendrite_output_1", "", shape=(len(l1.arrays), board.hidden)),
+        DatasetSpec("dendrite_output_2", "", shape=(len(l2.arrays), board.outputs)),
+    )
+
+
+@dataclass
+class LayerResult:
+    currents: np.ndarray   # (bits, branches, 2 M) sensed column currents
+    f: np.ndarray          # (branches, M) dendrite outputs
+    s: np.ndarray          # (M,) soma inputs
+    i_soma: np.ndarray     # (M,) soma currents
+    y: np.ndarray          # (M,) soma outputs in [0, 1]
+    energy: np.ndarray     # (3,) J: array reads, dendrite pulses, soma pulses
+
+
+def run_layer(io: BoardIO, k: int, codes: np.ndarray, rows: tuple[np.ndarray, ...],
+              w_max: float, cal: Calibration, theta: float) -> LayerResult:
+    """One layer of one image on the board (module docstring)."""
+    board = io.board
+    layer = board.layers[k]
+    bits, n_b, m = board.input_bits, len(layer.arrays), layer.n_neurons
+    currents = np.zeros((bits, n_b, 2 * m))
+    energy = np.zeros(len(ENERGY_PARTS))
+    with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
+        for p in range(bits):
+            masks = [board_math.bit_plane(codes[r], p) for r in rows]
+            if any(mask.any() for mask in masks):  # an all-zero plane carries no current
+                currents[p] = io.read_columns(k, masks)
+    energy[0] = board.read_v * np.abs(currents).sum() * READ_APERTURE_S
+    z = board_math.branch_sums(currents, bits, board.read_v, board.g_min_s, board.g_max_s,
+                               w_max)
+    u = board_math.dendrite_inputs(z)
+    f = np.zeros((n_b, m))
+    for b, dev in enumerate(layer.dendrites):
+        if u[b].any():
+            pulses = io.pulse(dev, board.dendrite["v_max"] * u[b], board.dendrite)
+            f[b] = board_math.ratio(pulses.current_a, cal.dendrite_full(k, b))
+            energy[1] += pulses.energy_j
+    s = f.sum(axis=0)
+    i_soma = np.zeros(m)
+    for q, dev in enumerate(layer.somas):
+        idx = np.arange(q, m, len(layer.somas))
+        if idx.size == 0:
+            continue
+        drive = board_math.soma_drive(s[idx], cal.soma_threshold(k, q), theta,
+                                      board.soma["gain_v"], board.soma["v_max"])
+        pulses = io.pulse(dev, drive, board.soma)
+        i_soma[idx] = pulses.current_a
+        energy[2] += pulses.energy_j
+    y = board_math.ratio(i_soma, board.soma["i_full_a"])
+    return LayerResult(currents, f, s, i_soma, y, energy)
+
+
+def run_image(io: BoardIO, x: np.ndarray, rows: tuple[tuple[np.ndarray, ...], ...],
+              w_max: tuple[float, float], cal: Calibration, theta: float
+              ) -> tuple[LayerResult, LayerResult, np.ndarray, int]:
+    """Both layers of one image (features in [0, 1]); returns the layers, the hidden codes and
+    the predicted label."""
+    bits = io.board.input_bits
+    h = run_layer(io, 0, board_math.encode(x, bits), rows[0], w_max[0], cal, theta)
+    hidden = board_math.quantise(h.y, bits)
+    o = run_layer(io, 1, hidden, rows[1], w_max[1], cal, theta)
+    label = int(board_math.predict(o.y, o.s)[0])
+    return h, o, hidden, label
+
+
+def summary_step(board: Board) -> StepSpec:
+    n = board.outputs
+    return StepSpec("summary", 1, (
+        DatasetSpec("images", "", "int64"), DatasetSpec("correct", "", "int64"),
+        DatasetSpec("accuracy", ""), DatasetSpec("confusion", "", "int64", shape=(n, n)),
+        DatasetSpec("energy_j", "J", shape=(len(ENERGY_PARTS),)),
+        DatasetSpec("duration_s", "s")))
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    """Confusion matrix: rows true label, columns predicted."""
+    out = np.zeros((n, n), dtype=np.int64)
+    np.add.at(out, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return out

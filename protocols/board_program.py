@@ -1,0 +1,149 @@
+"""Programming a trained network onto a board: weight targets, write-verify of every cell through
+the matrices, and the read-back map, as steps of a crash-safe run file.
+
+Why steps per word line: the word line of a column is shared by the arrays of a layer, so one
+step switches it on once and write-verifies that column's cells of every branch; a kill loses at
+most one column, which a resume write-verifies again (cells already on target take one read).
+The read-back map (every cell read once after all are written) is what the software mirror of
+the board uses. No network arithmetic beyond ``board_math``; no simulator knowledge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dendrolab.errors import ParameterError
+from protocols import board_math
+from protocols.board import Board
+from protocols.board_io import BoardIO
+from protocols.runfile import DatasetSpec, RunWriter, StepSpec
+
+#: Progress callback: (stage, done, total, extra info for the line).
+Progress = Callable[[str, int, int, dict[str, Any]], None]
+
+PROGRAM_DATASETS = (
+    DatasetSpec("branch", "", "int64"), DatasetSpec("row", "", "int64"),
+    DatasetSpec("target_s", "S"), DatasetSpec("g_s", "S"), DatasetSpec("pulses", "", "int64"),
+    DatasetSpec("converged", "", "int8"), DatasetSpec("time_s", "s"))
+READBACK_DATASETS = (DatasetSpec("branch", "", "int64"), DatasetSpec("row", "", "int64"),
+                     DatasetSpec("g_s", "S"))
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per layer, per branch: target conductances (rows, 2 M), columns interleaved as
+    ``board_math.columns``; ``w_max`` per layer (the weight a full G+ - G- window stands for)."""
+
+    cols: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
+    w_max: tuple[float, float]
+
+
+def check_network(cfg: Any, board: Board) -> None:
+    """The network must be the board's shape and use the MATLAB normalisation (one line)."""
+    if cfg.variant != "matlab":
+        raise ParameterError(
+            f"the board runs the MATLAB variant (unipolar dendrite pulses, docs/board.md); this "
+            f"model is {cfg.variant!r}: train it with `dendrolab network train --variant matlab`")
+    want = (board.layout, board.hidden, board.outputs)
+    have = (cfg.layout.name, cfg.n_hidden, cfg.n_out)
+    if want != have:
+        raise ParameterError(f"the board holds a {want[0]} {want[1]}-hidden, {want[2]}-output "
+                             f"network; the model is {have[0]} {have[1]}-hidden, {have[2]}-output")
+
+
+def layer_rows(cfg: Any) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Which network inputs feed each array's rows, per layer and branch, in row order."""
+    return (tuple(np.asarray(b) for b in cfg.layout.hidden_branches),
+            tuple(np.asarray(b) for b in cfg.layout.output_branches(cfg.n_hidden)))
+
+
+def network_targets(params: Any, cfg: Any, board: Board) -> Targets:
+    """Differential-pair targets of both weight matrices, split into the branch arrays."""
+    check_network(cfg, board)
+    cols, w_max = [], []
+    for w, rows in zip((params.w1, params.w2), layer_rows(cfg), strict=True):
+        g_plus, g_minus, wm = board_math.pair_targets(w, board.g_min_s, board.g_max_s)
+        full = board_math.columns(g_plus, g_minus)
+        cols.append(tuple(full[r] for r in rows))
+        w_max.append(wm)
+    return Targets((cols[0], cols[1]), (w_max[0], w_max[1]))
+
+
+def cells(board: Board, layer: int) -> list[tuple[int, int]]:
+    """(branch, row) of every cell on one word line of a layer, in programming order."""
+    return [(b, i) for b, a in enumerate(board.layers[layer].arrays) for i in range(a.n_rows)]
+
+
+def program_steps(board: Board) -> list[StepSpec]:
+    """One write-verify step per (layer, word line), then one read-back step per (layer, word
+    line): the programming part of a run layout."""
+    out = []
+    for kind, datasets in (("program", PROGRAM_DATASETS), ("readback", READBACK_DATASETS)):
+        for k, layer in enumerate(board.layers):
+            n = len(cells(board, k))
+            for j in range(layer.arrays[0].n_cols):
+                out.append(StepSpec(f"{kind} L{k + 1} column {j + 1:03d}", n, datasets,
+                                    loop_vars={"layer": k + 1, "column": j + 1}))
+    return out
+
+
+def step_plan(board: Board) -> list[tuple[str, int, int]]:
+    """(kind, layer, column) of every step of ``program_steps``, same order."""
+    return [(kind, k, j) for kind in ("program", "readback")
+            for k, layer in enumerate(board.layers) for j in range(layer.arrays[0].n_cols)]
+
+
+def run_program_steps(io: BoardIO, writer: RunWriter, targets: Targets, first: int, start: int,
+                      clock: Any, progress: Progress | None = None) -> None:
+    """Run the programming steps from ``start`` (file step ``first + i`` is plan step i)."""
+    board = io.board
+    plan = step_plan(board)
+    total = sum(len(cells(board, k)) for _, k, _ in plan)
+    done = sum(len(cells(board, k)) for _, k, _ in plan[:start])
+    converged = 0
+    t0 = clock.now()
+    with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
+        for i in range(start, len(plan)):
+            kind, k, j = plan[i]
+            with writer.step(first + i) as out:
+                for b, row in cells(board, k):
+                    io.select_cell(k, b, row, j)
+                    if kind == "program":
+                        target = float(targets.cols[k][b][row, j])
+                        g, pulses, ok, _ = io.write_verify(target)
+                        converged += ok
+                        out.append(b, row, target, g, pulses, int(ok), clock.now() - t0)
+                    else:
+                        out.append(b, row, io.read_selected())
+                    done += 1
+                if progress is not None:
+                    progress(kind, done, total, {"converged": converged})
+    io.router.clear()
+
+
+def iter_map(reader: Any, board: Board, kind: str = "readback"
+             ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(layer, column, branch, row, g_s) of every finished step of one kind in a run file."""
+    for step in reader.steps:
+        lv = step.loop_vars or {}
+        if not step.name.startswith(kind + " ") or "layer" not in lv or step.rows == 0:
+            continue
+        data = reader.step(step.index)
+        yield (int(lv["layer"]) - 1, int(lv["column"]) - 1, np.asarray(data["branch"]),
+               np.asarray(data["row"]), np.asarray(data["g_s"]))
+
+
+def conductance_map(reader: Any, board: Board, kind: str = "readback"
+                    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Per layer, per branch (rows, 2 M) conductances from a run file's read-back (or the
+    program steps' last verify reads); NaN where a step is missing."""
+    maps = [[np.full((a.n_rows, a.n_cols), np.nan) for a in layer.arrays]
+            for layer in board.layers]
+    for k, j, branch, row, g in iter_map(reader, board, kind):
+        for b, i, value in zip(branch, row, g, strict=True):
+            maps[k][int(b)][int(i), j] = value
+    return tuple(maps[0]), tuple(maps[1])
