@@ -48,8 +48,12 @@ class Calibration:
         return float(self.dendrite_i[layer][branch][-1])
 
     def soma_threshold(self, layer: int, soma: int) -> float:
-        return board_math.fire_threshold(self.soma_v[layer][soma], self.soma_i[layer][soma],
-                                         self.i_full_a)
+        return self.soma_fire(layer, soma)[0]
+
+    def soma_fire(self, layer: int, soma: int) -> tuple[float, float]:
+        """(threshold voltage, ON current there): ``board_math.fire_point`` of its ladder."""
+        return board_math.fire_point(self.soma_v[layer][soma], self.soma_i[layer][soma],
+                                     self.i_full_a)
 
 
 def soma_ladder(board: Board) -> np.ndarray:
@@ -189,17 +193,18 @@ def run_layer(io: BoardIO, k: int, codes: np.ndarray, rows: tuple[np.ndarray, ..
             f[b] = board_math.ratio(pulses.current_a, cal.dendrite_full(k, b))
             energy[1] += pulses.energy_j
     s = f.sum(axis=0)
-    i_soma = np.zeros(m)
+    i_soma, y = np.zeros(m), np.zeros(m)
     for q, dev in enumerate(layer.somas):
         idx = np.arange(q, m, len(layer.somas))
         if idx.size == 0:
             continue
-        drive = board_math.soma_drive(s[idx], cal.soma_threshold(k, q), theta,
-                                      board.soma["gain_v"], board.soma["v_max"])
+        v_th, i_on = cal.soma_fire(k, q)
+        drive = board_math.soma_drive(s[idx], v_th, theta, board.soma["gain_v"],
+                                      board.soma["v_max"])
         pulses = io.pulse(dev, drive, board.soma)
         i_soma[idx] = pulses.current_a
+        y[idx] = board_math.soma_output(pulses.current_a, i_on, board.soma["i_full_a"])
         energy[2] += pulses.energy_j
-    y = board_math.ratio(i_soma, board.soma["i_full_a"])
     return LayerResult(currents, f, s, i_soma, y, energy)
 
 

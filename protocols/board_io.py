@@ -106,7 +106,8 @@ class BoardIO:
 
     def idle(self) -> None:
         """Every source to 0 V and off, every crosspoint open."""
-        for smu in (self.rows, self.gates, *self._sense_all, *self.devices.values()):
+        configured = [self.devices[role] for role in self._device_cfg]
+        for smu in dict.fromkeys((self.rows, self.gates, *self._sense_all, *configured)):
             smu.set_voltage(0.0)
             smu.output_off()
         self.router.clear()

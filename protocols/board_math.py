@@ -114,9 +114,26 @@ def predict(y_out: np.ndarray, s_out: np.ndarray) -> np.ndarray:
     return masked.argmax(axis=1)
 
 
-def fire_threshold(v_ladder: np.ndarray, i_ladder: np.ndarray, i_full: float) -> float:
-    """The first ladder voltage whose |current| reaches ``FIRE_FRACTION`` of ``i_full`` (NaN if
-    the soma never fires on the ladder)."""
+def fire_point(v_ladder: np.ndarray, i_ladder: np.ndarray, i_full: float
+               ) -> tuple[float, float]:
+    """(threshold voltage, |current| there) of a soma's calibration ladder: the first ladder
+    voltage whose |current| reaches ``FIRE_FRACTION`` of ``i_full``; (NaN, NaN) if the soma
+    never fires on the ladder."""
     v = np.asarray(v_ladder, dtype=np.float64)
-    hit = np.flatnonzero(np.abs(np.asarray(i_ladder, dtype=np.float64)) >= FIRE_FRACTION * i_full)
-    return float(v[hit[0]]) if hit.size else float("nan")
+    i = np.abs(np.asarray(i_ladder, dtype=np.float64))
+    hit = np.flatnonzero(i >= FIRE_FRACTION * i_full)
+    return (float(v[hit[0]]), float(i[hit[0]])) if hit.size else (float("nan"), float("nan"))
+
+
+def fire_threshold(v_ladder: np.ndarray, i_ladder: np.ndarray, i_full: float) -> float:
+    """The threshold voltage of ``fire_point``."""
+    return fire_point(v_ladder, i_ladder, i_full)[0]
+
+
+def soma_output(current_a: np.ndarray, i_on_a: float, i_full_a: float) -> np.ndarray:
+    """A soma's output in [0, 1]: its current above the ON current at its threshold, over
+    ``i_full_a``. The offset is the readout's calibrated zero: an NbOx soma snaps from OFF to an
+    ON current of 30-40 % of full scale as it fires, a step the network's soma function does
+    not have (docs/board.md measures what it costs); below threshold the output is 0."""
+    i = np.abs(np.asarray(current_a, dtype=np.float64))
+    return np.clip((i - i_on_a) / i_full_a, 0.0, 1.0)

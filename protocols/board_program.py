@@ -30,7 +30,11 @@ PROGRAM_DATASETS = (
     DatasetSpec("target_s", "S"), DatasetSpec("g_s", "S"), DatasetSpec("pulses", "", "int64"),
     DatasetSpec("converged", "", "int8"), DatasetSpec("time_s", "s"))
 READBACK_DATASETS = (DatasetSpec("branch", "", "int64"), DatasetSpec("row", "", "int64"),
-                     DatasetSpec("g_s", "S"))
+                     DatasetSpec("g_s", "S"), DatasetSpec("g_std_s", "S"))
+#: Reads averaged per cell in the read-back map: a differential pair's weight is a small
+#: difference of two conductances, so each device's 2 % read noise matters; 8 reads bring the
+#: map's error to ~0.7 % (the inference reads stay single).
+READBACK_READS = 8
 
 
 @dataclass(frozen=True)
@@ -78,51 +82,125 @@ def cells(board: Board, layer: int) -> list[tuple[int, int]]:
     return [(b, i) for b, a in enumerate(board.layers[layer].arrays) for i in range(a.n_rows)]
 
 
-def program_steps(board: Board) -> list[StepSpec]:
-    """One write-verify step per (layer, word line), then one read-back step per (layer, word
-    line): the programming part of a run layout."""
-    out = []
-    for kind, datasets in (("program", PROGRAM_DATASETS), ("readback", READBACK_DATASETS)):
-        for k, layer in enumerate(board.layers):
-            n = len(cells(board, k))
-            for j in range(layer.arrays[0].n_cols):
-                out.append(StepSpec(f"{kind} L{k + 1} column {j + 1:03d}", n, datasets,
-                                    loop_vars={"layer": k + 1, "column": j + 1}))
-    return out
+REPAIR_DATASETS = (
+    DatasetSpec("branch", "", "int64"), DatasetSpec("row", "", "int64"),
+    DatasetSpec("column", "", "int64"), DatasetSpec("target_s", "S"), DatasetSpec("g_s", "S"),
+    DatasetSpec("pulses", "", "int64"), DatasetSpec("converged", "", "int8"),
+    DatasetSpec("time_s", "s"))
 
 
 def step_plan(board: Board) -> list[tuple[str, int, int]]:
-    """(kind, layer, column) of every step of ``program_steps``, same order."""
-    return [(kind, k, j) for kind in ("program", "readback")
-            for k, layer in enumerate(board.layers) for j in range(layer.arrays[0].n_cols)]
+    """(kind, layer, column) of every programming step: write-verify per (layer, word line),
+    one repair step per layer (column -1), then the read-back per (layer, word line)."""
+    cols = [(k, j) for k, layer in enumerate(board.layers) for j in range(layer.arrays[0].n_cols)]
+    return ([("program", k, j) for k, j in cols] + [("repair", k, -1) for k in range(2)]
+            + [("readback", k, j) for k, j in cols])
 
 
-def run_program_steps(io: BoardIO, writer: RunWriter, targets: Targets, first: int, start: int,
-                      clock: Any, progress: Progress | None = None) -> None:
+def program_steps(board: Board) -> list[StepSpec]:
+    """The programming part of a run layout, in ``step_plan`` order."""
+    out = []
+    for kind, k, j in step_plan(board):
+        n = len(cells(board, k))
+        if kind == "repair":
+            out.append(StepSpec(f"repair L{k + 1}", n * board.layers[k].arrays[0].n_cols // 2,
+                                REPAIR_DATASETS, loop_vars={"layer": k + 1}))
+        else:
+            out.append(StepSpec(f"{kind} L{k + 1} column {j + 1:03d}", n,
+                                PROGRAM_DATASETS if kind == "program" else READBACK_DATASETS,
+                                loop_vars={"layer": k + 1, "column": j + 1}))
+    return out
+
+
+@dataclass
+class Programmed:
+    """What programming has found so far: the write-verify result of each cell, keyed
+    (layer, branch, row, column) -> (conductance, converged), and the final targets (the
+    network's, with repaired partners re-targeted)."""
+
+    targets: Targets
+    results: dict[tuple[int, int, int, int], tuple[float, bool]]
+
+    @classmethod
+    def start(cls, targets: Targets) -> Programmed:
+        cols = tuple(tuple(a.copy() for a in layer) for layer in targets.cols)
+        return cls(Targets((cols[0], cols[1]), targets.w_max), {})
+
+    def repairs(self, board: Board, layer: int) -> list[tuple[int, int, int, float]]:
+        """(branch, row, column, new target) of every partner of a cell that failed to
+        converge: the partner takes the pair's difference against the failed cell's actual
+        conductance, within the window (differential pairs absorb a stuck device)."""
+        out = []
+        lo, hi = board.g_min_s, board.g_max_s
+        for (k, b, i, j), (g, ok) in sorted(self.results.items()):
+            partner = j ^ 1
+            if k != layer or ok or not self.results.get((k, b, i, partner), (0.0, False))[1]:
+                continue
+            t = self.targets.cols[k][b][i]
+            want = t[j] - t[partner] if j % 2 == 0 else t[partner] - t[j]  # G+ - G-
+            new = g - want if j % 2 == 0 else g + want
+            out.append((b, i, partner, float(min(max(new, lo), hi))))
+        return out
+
+
+def run_program_steps(io: BoardIO, writer: RunWriter, state: Programmed, first: int,
+                      start: int, clock: Any, progress: Progress | None = None) -> None:
     """Run the programming steps from ``start`` (file step ``first + i`` is plan step i)."""
     board = io.board
     plan = step_plan(board)
-    total = sum(len(cells(board, k)) for _, k, _ in plan)
-    done = sum(len(cells(board, k)) for _, k, _ in plan[:start])
-    converged = 0
+    per_step = [0 if kind == "repair" else len(cells(board, k)) for kind, k, _ in plan]
+    total, done = sum(per_step), sum(per_step[:start])
+    converged = sum(ok for _g, ok in state.results.values())
     t0 = clock.now()
     with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
         for i in range(start, len(plan)):
             kind, k, j = plan[i]
             with writer.step(first + i) as out:
+                if kind == "repair":
+                    for b, row, col, target in state.repairs(board, k):
+                        io.select_cell(k, b, row, col)
+                        g, pulses, ok, _ = io.write_verify(target)
+                        state.targets.cols[k][b][row, col] = target
+                        state.results[(k, b, row, col)] = (g, ok)
+                        out.append(b, row, col, target, g, pulses, int(ok), clock.now() - t0)
+                    continue
                 for b, row in cells(board, k):
                     io.select_cell(k, b, row, j)
                     if kind == "program":
-                        target = float(targets.cols[k][b][row, j])
+                        target = float(state.targets.cols[k][b][row, j])
                         g, pulses, ok, _ = io.write_verify(target)
                         converged += ok
+                        state.results[(k, b, row, j)] = (g, ok)
                         out.append(b, row, target, g, pulses, int(ok), clock.now() - t0)
                     else:
-                        out.append(b, row, io.read_selected())
+                        g = [io.read_selected() for _ in range(READBACK_READS)]
+                        out.append(b, row, float(np.mean(g)), float(np.std(g, ddof=1)))
                     done += 1
                 if progress is not None:
                     progress(kind, done, total, {"converged": converged})
     io.router.clear()
+
+
+def programmed_from(reader: Any, board: Board, targets: Targets) -> Programmed:
+    """The programming state a run file holds (finished program and repair steps)."""
+    state = Programmed.start(targets)
+    for step in reader.steps:
+        lv = step.loop_vars or {}
+        if step.status != "done" or "layer" not in lv:
+            continue
+        k = int(lv["layer"]) - 1
+        if step.name.startswith("program "):
+            d, j = reader.step(step.index), int(lv["column"]) - 1
+            for b, i, g, ok in zip(d["branch"], d["row"], d["g_s"], d["converged"],
+                                   strict=True):
+                state.results[(k, int(b), int(i), j)] = (float(g), bool(ok))
+        elif step.name.startswith("repair "):
+            d = reader.step(step.index)
+            for b, i, j, t, g, ok in zip(d["branch"], d["row"], d["column"], d["target_s"],
+                                         d["g_s"], d["converged"], strict=True):
+                state.targets.cols[k][int(b)][int(i), int(j)] = float(t)
+                state.results[(k, int(b), int(i), int(j))] = (float(g), bool(ok))
+    return state
 
 
 def iter_map(reader: Any, board: Board, kind: str = "readback"
@@ -130,7 +208,7 @@ def iter_map(reader: Any, board: Board, kind: str = "readback"
     """(layer, column, branch, row, g_s) of every finished step of one kind in a run file."""
     for step in reader.steps:
         lv = step.loop_vars or {}
-        if not step.name.startswith(kind + " ") or "layer" not in lv or step.rows == 0:
+        if not step.name.startswith(kind + " ") or "column" not in lv or step.rows == 0:
             continue
         data = reader.step(step.index)
         yield (int(lv["layer"]) - 1, int(lv["column"]) - 1, np.asarray(data["branch"]),

@@ -198,7 +198,8 @@ def run(job: BoardJob, out_path: str | Path, *, info: RunInfo | None = None,
     with signals_raise(), InstrumentSet(job.config) as instruments:
         writer = RunWriter.create(out_path, _meta(job, instruments, info or RunInfo()),
                                   RunLayout(tuple(job.steps()), instrument_specs(instruments)))
-        _drive(job, instruments, writer, 0, resumed=False, previous=None, progress=progress)
+        _drive(job, instruments, writer, 0, resumed=False, previous=None,
+               state=bp.Programmed.start(job.targets), progress=progress)
     return out_path
 
 
@@ -216,11 +217,12 @@ def resume(path: str | Path, *, progress: Progress | None = None) -> tuple[Path,
             raise RunFileError(f"{path} is a completed run; there is nothing to resume")
         job = _job_from(attrs, path)
         previous = _previous(reader, job) if kind == INFER else None
+        state = bp.programmed_from(reader, job.board, job.targets)
     with signals_raise(), InstrumentSet(job.config) as instruments:
         writer = RunWriter.resume(path)
         start = writer.next_step
         _drive(job, instruments, writer, start if start is not None else len(job.steps()),
-               resumed=True, previous=previous, progress=progress)
+               resumed=True, previous=previous, state=state, progress=progress)
     return path, start
 
 
@@ -271,7 +273,8 @@ def _previous(reader: RunReader, job: BoardJob) -> _Previous:
 
 
 def _drive(job: BoardJob, instruments: InstrumentSet, writer: RunWriter, start: int, *,
-           resumed: bool, previous: _Previous | None, progress: Progress | None) -> None:
+           resumed: bool, previous: _Previous | None, state: bp.Programmed,
+           progress: Progress | None) -> None:
     """Run the steps from ``start``; safe state, run clock and status at the end, always."""
     clock = clock_of(instruments.rm)
     timer = _Clocked(clock)
@@ -280,10 +283,10 @@ def _drive(job: BoardJob, instruments: InstrumentSet, writer: RunWriter, start: 
         io = BoardIO(job.board, instruments)
         io.setup()
         n_prog = len(bp.program_steps(job.board))
+        if resumed:  # the arrays may not hold what the file says: verify every cell first
+            _reverify(io, state, writer, progress)
         if start < n_prog:
-            bp.run_program_steps(io, writer, job.targets, 0, start, clock, progress)
-        elif resumed:
-            _reverify(io, job, writer, clock, progress)
+            bp.run_program_steps(io, writer, state, 0, start, clock, progress)
         if job.kind == INFER:
             _infer(job, io, writer, clock, n_prog, max(start, n_prog), previous, progress)
         io.idle()
@@ -295,23 +298,21 @@ def _drive(job: BoardJob, instruments: InstrumentSet, writer: RunWriter, start: 
         finish(writer, instruments, error, timer, start)
 
 
-def _reverify(io: BoardIO, job: BoardJob, writer: RunWriter, clock: Any,
+def _reverify(io: BoardIO, state: bp.Programmed, writer: RunWriter,
               progress: Progress | None) -> None:
-    """Write-verify every cell again, unrecorded except for a count in the event log."""
-    board, pulsed, cells = job.board, 0, 0
+    """Write-verify every cell programmed so far to its final target again, unrecorded except
+    for a count in the event log (cells on target take one read)."""
+    board, pulsed = io.board, 0
+    keys = sorted(state.results)
     with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
-        for k, layer in enumerate(board.layers):
-            for j in range(layer.arrays[0].n_cols):
-                for b, row in bp.cells(board, k):
-                    io.select_cell(k, b, row, j)
-                    _, pulses, _, _ = io.write_verify(float(job.targets.cols[k][b][row, j]))
-                    pulsed += pulses > 0
-                    cells += 1
-                if progress is not None:
-                    progress("verify", cells, sum(len(bp.cells(board, q)) * la.arrays[0].n_cols
-                                                  for q, la in enumerate(board.layers)), {})
+        for n, (k, b, row, j) in enumerate(keys, 1):
+            io.select_cell(k, b, row, j)
+            _, pulses, _, _ = io.write_verify(float(state.targets.cols[k][b][row, j]))
+            pulsed += pulses > 0
+            if progress is not None and (n % 256 == 0 or n == len(keys)):
+                progress("verify", n, len(keys), {})
     io.router.clear()
-    writer.log_event("resume_reverify", {"cells": cells, "reprogrammed": pulsed})
+    writer.log_event("resume_reverify", {"cells": len(keys), "reprogrammed": int(pulsed)})
 
 
 def _infer(job: BoardJob, io: BoardIO, writer: RunWriter, clock: Any, first: int, start: int,

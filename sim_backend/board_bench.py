@@ -44,11 +44,8 @@ import yaml
 
 #: The digits layout the board holds.
 BRANCH_SIZES = (24, 16, 24)
-HIDDEN = 32
 OUTPUTS = 10
 OUTPUT_BLOCKS = 4
-LAYER1_SOMAS = 8
-INPUT_BITS = 4
 
 #: Matrix geometry: 7174A 8x12 cards, six slots of a 707B (mainframe columns 1..72).
 CARD_COLUMNS = 12
@@ -76,16 +73,36 @@ SOMA = {"gain_v": 1.1, "v_max": 4.0, "i_full_a": 1.8e-3, "width_s": 100e-6, "per
         "compliance_a": 2e-3}
 
 #: Bench settings of the simulated board.
-SEED = 1
 MODELS = "li2020-original"
 HOST_LATENCY_S = 1e-4
 
 #: Where the two files live (relative to the repository root / installed site-packages).
 SIM_PATH = Path("sim_backend/benches/board.yaml")
 ROLES_PATH = Path("dendrolab/benches/board-sim.yaml")
-#: The roles file's VISA library: relative paths resolve next to the roles file
-#: (``instruments.bench_config._resolve_library``).
-VISA_LIBRARY = "../../sim_backend/benches/board.yaml@dendrosim"
+
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What may differ between generated boards: the hidden layer (a multiple of 4, at most 32
+    so the word lines and somas fit the matrices), the layer-1 somas, the input bits, the bench
+    seed and where the roles file finds the bench file."""
+
+    hidden: int = 32
+    layer1_somas: int = 8
+    input_bits: int = 4
+    seed: int = 1
+    visa_library: str = "../../sim_backend/benches/board.yaml@dendrosim"
+
+    def __post_init__(self) -> None:
+        if self.hidden % OUTPUT_BLOCKS or not 4 <= self.hidden <= 32:
+            raise ValueError(f"hidden = {self.hidden}: a multiple of 4 in 4..32")
+        if not 1 <= self.layer1_somas <= 72 - 2 * self.hidden:
+            raise ValueError(f"layer1_somas = {self.layer1_somas}: 1..{72 - 2 * self.hidden}")
+
+
+#: The packaged board (``sim_backend/benches/board.yaml``).
+PACKAGED = Shape()
 
 B2902A_IDN = "Keysight Technologies,B2902A,{serial},3.4.2011.5100"
 K707B_IDN = "Keithley Instruments Inc., Model 707B, {serial}, 1.6.0a"
@@ -159,33 +176,33 @@ class DevicePlan:
     column: int
 
 
-def arrays() -> list[ArrayPlan]:
+def arrays(shape: Shape = PACKAGED) -> list[ArrayPlan]:
     """The seven arrays in layout order: layer-1 branches, then layer-2 branches."""
     out = []
     first = 1
     for b, n in enumerate(BRANCH_SIZES, 1):
-        out.append(ArrayPlan(f"L1b{b}", 0, n, 2 * HIDDEN, "m1", first, "m3", 1, f"sense{b}"))
+        out.append(ArrayPlan(f"L1b{b}", 0, n, 2 * shape.hidden, "m1", first, "m3", 1, f"sense{b}"))
         first += n
-    block = HIDDEN // OUTPUT_BLOCKS
+    block = shape.hidden // OUTPUT_BLOCKS
     for b in range(1, OUTPUT_BLOCKS + 1):
         out.append(ArrayPlan(f"L2b{b}", 1, block, 2 * OUTPUTS, "m2", 1 + (b - 1) * block, "m2",
-                             HIDDEN + 1, f"sense{len(BRANCH_SIZES) + b}"))
+                             shape.hidden + 1, f"sense{len(BRANCH_SIZES) + b}"))
     return out
 
 
-def dendrites() -> list[DevicePlan]:
+def dendrites(shape: Shape = PACKAGED) -> list[DevicePlan]:
     """D1..D3 (layer 1) and D4..D7 (layer 2) on m2 columns 53..59, row C."""
     n1, n2 = len(BRANCH_SIZES), OUTPUT_BLOCKS
-    first = HIDDEN + 2 * OUTPUTS + 1          # 53: after the layer-2 word lines
+    first = shape.hidden + 2 * OUTPUTS + 1          # 53: after the layer-2 word lines
     return [DevicePlan(f"D{k}", "dendrite", 0 if k <= n1 else 1, "dend", "m2", first + k - 1)
             for k in range(1, n1 + n2 + 1)]
 
 
-def somas() -> list[DevicePlan]:
+def somas(shape: Shape = PACKAGED) -> list[DevicePlan]:
     """L1s1..L1s8 on m3 columns 65..72 and L2s1..L2s10 on m2 columns 60..69, row D."""
-    l1 = [DevicePlan(f"L1s{k}", "soma", 0, "soma", "m3", 2 * HIDDEN + k)
-          for k in range(1, LAYER1_SOMAS + 1)]
-    first = dendrites()[-1].column + 1       # 60
+    l1 = [DevicePlan(f"L1s{k}", "soma", 0, "soma", "m3", 2 * shape.hidden + k)
+          for k in range(1, shape.layer1_somas + 1)]
+    first = dendrites(shape)[-1].column + 1       # 60
     l2 = [DevicePlan(f"L2s{k}", "soma", 1, "soma", "m2", first + k - 1)
           for k in range(1, OUTPUTS + 1)]
     return l1 + l2
@@ -197,37 +214,37 @@ def role_terminals() -> dict[str, str]:
             for ch, role in enumerate(smu.roles, 1) if role is not None}
 
 
-def matrix_columns() -> dict[str, dict[int, list[str]]]:
+def matrix_columns(shape: Shape = PACKAGED) -> dict[str, dict[int, list[str]]]:
     """Matrix role -> mainframe column -> the device ports its trace reaches."""
     cols: dict[str, dict[int, list[str]]] = {m.role: {} for m in MATRICES}
-    for a in arrays():
+    for a in arrays(shape):
         for i in range(a.rows):
             cols[a.row_matrix].setdefault(a.row_first + i, []).append(f"{a.name}.r{i + 1}")
         for j in range(a.cols):   # one trace per word line: g_j of every array of the layer
             cols[a.gate_matrix].setdefault(a.gate_first + j, []).append(f"{a.name}.g{j + 1}")
-    for d in (*dendrites(), *somas()):
+    for d in (*dendrites(shape), *somas(shape)):
         cols[d.matrix].setdefault(d.column, []).append(f"{d.name}.top")
     return cols
 
 
-def matrix_row_roles() -> dict[str, list[str]]:
+def matrix_row_roles(shape: Shape = PACKAGED) -> dict[str, list[str]]:
     """Matrix role -> the driving roles on its rows (sorted by row letter)."""
     used: dict[str, set[str]] = {m.role: set() for m in MATRICES}
-    for a in arrays():
+    for a in arrays(shape):
         used[a.row_matrix].add("rows")
         used[a.gate_matrix].add("gates")
-    for d in (*dendrites(), *somas()):
+    for d in (*dendrites(shape), *somas(shape)):
         used[d.matrix].add(d.smu)
     return {m: sorted(r, key=ROW_OF.__getitem__) for m, r in used.items()}
 
 
-def matrix_options(role: str) -> dict[str, Any]:
+def matrix_options(role: str, shape: Shape = PACKAGED) -> dict[str, Any]:
     """The simulated 707B's ``slots`` option: every slot gets the matrix's row terminals (the
     backplane joins card rows); card columns carry one port or a list (a shared trace)."""
     terms = role_terminals()
-    rows = {ROW_OF[r]: terms[r] for r in matrix_row_roles()[role]}
+    rows = {ROW_OF[r]: terms[r] for r in matrix_row_roles(shape)[role]}
     slots: dict[int, dict[str, Any]] = {}
-    columns = matrix_columns()[role]
+    columns = matrix_columns(shape)[role]
     for slot in range(1, SLOTS + 1):
         card: dict[int, str | list[str]] = {}
         for c in range(1, CARD_COLUMNS + 1):
@@ -238,26 +255,26 @@ def matrix_options(role: str) -> dict[str, Any]:
     return {"slots": slots}
 
 
-def bench_section() -> dict[str, Any]:
+def bench_section(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The ``bench:`` section: devices with consecutive device ids (array cells take one id
     each), and the fixed wiring of the sense SMUs to every source line of their array."""
     devices: dict[str, Any] = {}
     dev = 0
-    for a in arrays():
+    for a in arrays(shape):
         devices[a.name] = {"kind": "array", "rows": a.rows, "cols": a.cols, "die": 0,
                            "device": dev}
         dev += a.rows * a.cols
-    for d in (*dendrites(), *somas()):
+    for d in (*dendrites(shape), *somas(shape)):
         devices[d.name] = {"kind": d.kind, "die": 0, "device": dev}
         dev += 1
     terms = role_terminals()
     wiring = {terms[a.sense]: [f"{a.name}.s{j}" for j in range(1, a.cols + 1)]
-              for a in arrays()}
-    return {"seed": SEED, "models": MODELS, "noise": True, "host_latency_s": HOST_LATENCY_S,
+              for a in arrays(shape)}
+    return {"seed": shape.seed, "models": MODELS, "noise": True, "host_latency_s": HOST_LATENCY_S,
             "host_time": "virtual", "devices": devices, "wiring": wiring}
 
 
-def sim_file() -> dict[str, Any]:
+def sim_file(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The whole pyvisa-sim spec-1.1 + bench file."""
     eom = {"q": "\n", "r": "\n"}
     devices: dict[str, Any] = {}
@@ -273,22 +290,22 @@ def sim_file() -> dict[str, Any]:
         devices[key] = {"delimiter": "", "eom": {"GPIB INSTR": dict(eom)}, "error": "ERROR",
                         "dialogues": [{"q": "*IDN?", "r": K707B_IDN.format(serial=m.serial)}]}
         resources[m.address] = {"device": key, "model": "keithley707b", "name": m.role,
-                                "options": matrix_options(m.role)}
-    return {"spec": "1.1", "bench": bench_section(), "devices": devices,
+                                "options": matrix_options(m.role, shape)}
+    return {"spec": "1.1", "bench": bench_section(shape), "devices": devices,
             "resources": resources}
 
 
-def board_section() -> dict[str, Any]:
+def board_section(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The ``board:`` section (``protocols.board`` format) of this board."""
     layers = []
-    dends, soms = dendrites(), somas()
+    dends, soms = dendrites(shape), somas(shape)
     for k in (0, 1):
         layer_arrays = [{"rows": {"matrix": a.row_matrix, "row": ROW_OF["rows"],
                                   "first": a.row_first},
                          "gates": {"matrix": a.gate_matrix, "row": ROW_OF["gates"],
                                    "first": a.gate_first},
                          "sense": a.sense}
-                        for a in arrays() if a.layer == k]
+                        for a in arrays(shape) if a.layer == k]
 
         def routed(devs: list[DevicePlan], layer: int = k) -> list[dict[str, Any]]:
             return [{"smu": d.smu, "route": {"matrix": d.matrix, "row": ROW_OF[d.smu],
@@ -297,7 +314,8 @@ def board_section() -> dict[str, Any]:
 
         layers.append({"arrays": layer_arrays, "dendrites": routed(dends),
                        "somas": routed(soms)})
-    return {"layout": "digits", "hidden": HIDDEN, "outputs": OUTPUTS, "input_bits": INPUT_BITS,
+    return {"layout": "digits", "hidden": shape.hidden, "outputs": OUTPUTS,
+            "input_bits": shape.input_bits,
             "read_v": READ_V, "gate_v": GATE_V, "g_min_s": G_MIN_S, "g_max_s": G_MAX_S,
             "program": dict(PROGRAM), "rows_smu": "rows", "gates_smu": "gates",
             "dendrite": dict(DENDRITE), "soma": dict(SOMA), "layers": layers}
@@ -308,7 +326,7 @@ def _limits(role: str) -> dict[str, float]:
                 else ARRAY_LIMITS)
 
 
-def roles_file() -> dict[str, Any]:
+def roles_file(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The roles file: ``visa_library``, ``instruments`` (with user limits) and ``board``."""
     instruments: dict[str, Any] = {}
     for smu in SMUS:
@@ -318,7 +336,8 @@ def roles_file() -> dict[str, Any]:
                                      "limits": _limits(role)}
     for m in MATRICES:
         instruments[m.role] = {"address": m.address, "model": "707B"}
-    return {"visa_library": VISA_LIBRARY, "instruments": instruments, "board": board_section()}
+    return {"visa_library": shape.visa_library, "instruments": instruments,
+            "board": board_section(shape)}
 
 
 SIM_HEADER = """\
@@ -360,12 +379,22 @@ def render(data: Mapping[str, Any], header: str) -> str:
     return header + body
 
 
-def render_sim() -> str:
-    return render(sim_file(), SIM_HEADER)
+def render_sim(shape: Shape = PACKAGED) -> str:
+    return render(sim_file(shape), SIM_HEADER)
 
 
-def render_roles() -> str:
-    return render(roles_file(), ROLES_HEADER)
+def render_roles(shape: Shape = PACKAGED) -> str:
+    return render(roles_file(shape), ROLES_HEADER)
+
+
+def write_pair(folder: Path, shape: Shape) -> tuple[Path, Path]:
+    """A board of another ``shape`` as ``board.yaml`` + ``board-roles.yaml`` in ``folder`` (the
+    roles file finds the bench file next to it): small boards for tests and trials."""
+    shape = Shape(**{**shape.__dict__, "visa_library": "board.yaml@dendrosim"})
+    sim, roles = folder / "board.yaml", folder / "board-roles.yaml"
+    sim.write_text(render_sim(shape), encoding="utf-8")
+    roles.write_text(render_roles(shape), encoding="utf-8")
+    return sim, roles
 
 
 def write(root: Path) -> list[Path]:

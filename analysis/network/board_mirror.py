@@ -124,8 +124,12 @@ class BoardCalibration:
     def soma_threshold(self, layer: int, k: int, i_full_a: float) -> float:
         """Threshold voltage of soma (layer, k) as the host calibrates it
         (``board_math.fire_threshold``; NaN if it never fires on its ladder)."""
+        return self.soma_fire(layer, k, i_full_a)[0]
+
+    def soma_fire(self, layer: int, k: int, i_full_a: float) -> tuple[float, float]:
+        """(threshold voltage, ON current there) of soma (layer, k): ``board_math.fire_point``."""
         lad = self.somas[layer][k]
-        return bm.fire_threshold(lad.x, lad.i_a, i_full_a)
+        return bm.fire_point(lad.x, lad.i_a, i_full_a)
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,11 +259,13 @@ def _layer(x_eff: np.ndarray, layer: int, rows: Sequence[np.ndarray], cfg: NetCo
     y = np.empty_like(s)
     somas = cal.somas[layer]
     for k, lad in enumerate(somas):
-        v_th = cal.soma_threshold(layer, k, board.soma["i_full_a"])
+        v_th, i_on = cal.soma_fire(layer, k, board.soma["i_full_a"])
         cols = slice(k, None, len(somas))
         v = bm.soma_drive(s[:, cols], v_th if math.isfinite(v_th) else 0.0, cfg.theta,
                           board.soma["gain_v"], board.soma["v_max"])
-        y[:, cols] = bm.ratio(_soma_current(lad, v_th, v), board.soma["i_full_a"])
+        y[:, cols] = bm.soma_output(_soma_current(lad, v_th, v),
+                                    i_on if math.isfinite(i_on) else 0.0,
+                                    board.soma["i_full_a"])
     return u, f, s, y, fitted
 
 
@@ -309,10 +315,10 @@ def ideal_calibration(params: Params, cfg: NetConfig, board: Board, *,
     (a of ``cfg``) times a full scale (half the dendrite compliance; any value gives the same
     ratios); every soma a threshold switch with threshold ``soma_v`` volts (default: a quarter
     of the soma's v_max) that reads, from there up, the network's soma
-    max(tanh((s - theta)/2), 0) through the host's drive V = soma_v + gain_v (s - theta), but at
-    least ``FIRE_FRACTION`` of full scale: a soma reading less at its threshold could not be
-    calibrated by the host (``board_math.fire_threshold``). That 5 % step just above theta is the
-    one place where the ideal board departs from the software network. (The soma follows the
+    max(tanh((s - theta)/2), 0) through the host's drive V = soma_v + gain_v (s - theta) on top
+    of an ON current of ``FIRE_FRACTION`` of full scale at its threshold (what the host
+    calibrates, ``board_math.fire_point``, and subtracts, ``board_math.soma_output``). (The
+    soma follows the
     network's tanh, not a threshold-linear line: the hidden somas' shape is the output layer's
     input, so a different shape is a different network.)
     """
@@ -331,7 +337,7 @@ def ideal_calibration(params: Params, cfg: NetConfig, board: Board, *,
     u = np.linspace(0.0, 1.0, IDEAL_DENDRITE_POINTS)
     dend = Ladder(u, 0.5 * board.dendrite["compliance_a"] * branch_function(u, cfg.a))
     v = np.union1d(np.linspace(0.0, v_max, IDEAL_SOMA_POINTS), [v_th])
-    y = np.maximum(np.tanh((v - v_th) / (2.0 * gain)), bm.FIRE_FRACTION)
+    y = bm.FIRE_FRACTION + np.maximum(np.tanh((v - v_th) / (2.0 * gain)), 0.0)
     soma = Ladder(v, np.where(v >= v_th, i_full * y, 0.0))
     return BoardCalibration(
         (conductance[0], conductance[1]), (w_max[0], w_max[1]),

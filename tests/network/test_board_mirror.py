@@ -124,9 +124,11 @@ def _tiny_calibration(board: Board, out_soma1: Ladder | None = None) -> BoardCal
     g2 = (_pairs(np.array([[1.0, 0.0], [0.0, 0.2]]), board),          # hidden 0, 1
           _pairs(np.array([[0.3, 0.0], [0.0, 0.8]]), board))          # hidden 2, 3
     linear = Ladder([0.0, 1.0], [0.0, 1e-4])
-    # hidden soma: 1 % at 1 V is below the fire fraction, so its threshold is 2 V; V = 2 + (s -
-    # 0.5) gives 1.5 V for s = 0, where interpolating through (1 V, 1 %) would read ~50 % (code 1)
-    hidden_soma = Ladder([0.0, 1.0, 2.0, 8.0], np.array([0.0, 0.01, 1.0, 1.0]) * I_FULL)
+    # hidden soma: 1 % at 1 V is below the fire fraction, so its threshold is 2 V (ON current 5 %,
+    # the readout's zero); V = 2 + (s - 0.5) gives 1.5 V for s = 0, where interpolating through
+    # (1 V, 1 %) would read ~50 % (code 1), and 2.5 V (full scale above the ON current) for s = 1
+    hidden_soma = Ladder([0.0, 1.0, 2.0, 2.5, 8.0],
+                         np.array([0.0, 0.01, 0.05, 1.05, 1.05]) * I_FULL)
     out0 = Ladder([0.0, 2.0, 3.0, 8.0], np.array([0.0, 0.2, 0.6, 0.6]) * I_FULL)  # fires at 2 V
     out1 = out_soma1 or Ladder([0.0, 1.0, 2.5, 8.0],
                                np.array([0.0, 0.1, 0.4, 1.0]) * I_FULL)  # fires at 1 V
@@ -150,10 +152,12 @@ def test_hand_built_network_follows_the_branch_row_orders():
     np.testing.assert_array_equal(res.hidden, x[:, [3, 2, 0, 1]].astype(int))
     s0, s1 = x[:, 3] + 0.3 * x[:, 0], 0.2 * x[:, 2] + 0.8 * x[:, 1]
     np.testing.assert_allclose(res.s_out, np.stack([s0, s1], axis=1), atol=1e-12)
-    # out0: V = 2 + (s - 0.5), fires from 2 V: s 1 -> 2.5 V -> 0.4; 1.3 -> 2.8 V -> 0.52
-    # out1: V = 1 + (s - 0.5), fires from 1 V: s 0.8 -> 1.3 V -> 0.16; 1.0 -> 1.5 V -> 0.2
-    y0 = {0.0: 0.0, 0.3: 0.0, 1.0: 0.4, 1.3: 0.52}
-    y1 = {0.0: 0.0, 0.2: 0.0, 0.8: 0.16, 1.0: 0.2}
+    # readings above the ON current at the threshold (the readout's zero):
+    # out0: V = 2 + (s - 0.5), fires from 2 V at 0.2: s 1 -> 2.5 V -> 0.4 - 0.2; 1.3 -> 2.8 V ->
+    # 0.52 - 0.2; out1: V = 1 + (s - 0.5), fires from 1 V at 0.1: s 0.8 -> 1.3 V -> 0.16 - 0.1;
+    # 1.0 -> 1.5 V -> 0.2 - 0.1
+    y0 = {0.0: 0.0, 0.3: 0.0, 1.0: 0.2, 1.3: 0.32}
+    y1 = {0.0: 0.0, 0.2: 0.0, 0.8: 0.06, 1.0: 0.1}
     want_y = np.array([[y0[round(a, 1)], y1[round(b, 1)]] for a, b in zip(s0, s1, strict=True)])
     np.testing.assert_allclose(res.y_out, want_y, atol=1e-12)
     # labels: the larger reading; ties (both 0) go to the larger s, then to output 0
@@ -173,7 +177,7 @@ def test_a_soma_that_never_fires_reads_zero():
     dead = Ladder([0.0, 8.0], [0.0, 0.04 * I_FULL])  # below the fire fraction everywhere
     res = mirror(params, cfg, board, _tiny_calibration(board, out_soma1=dead), _all_inputs())
     assert np.all(res.y_out[:, 1] == 0.0)
-    assert res.y_out[:, 0].max() == pytest.approx(0.52)
+    assert res.y_out[:, 0].max() == pytest.approx(0.32)
 
 
 def test_dendrite_table_reads_the_ladder_over_its_full_scale():

@@ -1,0 +1,147 @@
+"""Reading board runs (``network-program`` / ``network-infer`` run files) and closing the loop.
+
+Why here: the inference engine writes what the board measured; this module turns a run file back
+into tables (one row per image), the confusion matrix and energy, and into the calibration the
+software mirror (``board_mirror``) needs -- read-back conductances and device ladders -- so
+``closed_loop`` can say on how many images the software network with the board's own devices
+predicts what the board predicted. Reads files only through ``RunReader``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.network.board_mirror import BoardCalibration, Ladder, agreement, mirror
+from dendrolab.errors import RunFileError
+from protocols.board import Board
+from protocols.board_infer import ENERGY_PARTS
+from protocols.board_program import conductance_map
+from protocols.board_run import INFER, KINDS, load_board
+from protocols.runfile import RunReader
+
+#: The paper's order of magnitude for one inference of the optimised unit (Li et al. 2020:
+#: "tens of microseconds"), quoted next to our simulated duration.
+PAPER_INFERENCE_S = "tens of microseconds"
+
+
+@dataclass
+class BoardRun:
+    """One board run as tables: ``images`` (one row per image), ``summary`` (or None while
+    unfinished), the board, the calibration and its attributes."""
+
+    path: str
+    kind: str
+    attrs: dict[str, Any]
+    board: Board
+    images: pd.DataFrame
+    summary: dict[str, Any] | None
+    calibration: BoardCalibration | None
+    failed_cells: int
+    cells: int
+
+
+def is_board_run(attrs: dict[str, Any]) -> bool:
+    return str(attrs.get("protocol_name", "")) in KINDS
+
+
+def _board(attrs: dict[str, Any]) -> Board:
+    import yaml
+
+    from instruments.bench_config import parse_bench_config
+
+    config = parse_bench_config(yaml.safe_load(str(attrs["bench_config"])),
+                                source=str(attrs.get("bench_path", "bench")))
+    return load_board(config)
+
+
+def _ladders(arrays: dict[str, np.ndarray], key: str, n_layers: int, x: str
+             ) -> tuple[tuple[Ladder, ...], ...]:
+    out = []
+    for k in range(n_layers):
+        sel_k = arrays["layer"] == k
+        items = []
+        for d in np.unique(arrays[key][sel_k]):
+            sel = sel_k & (arrays[key] == d)
+            xs, cur = arrays[x][sel], np.abs(arrays["current_a"][sel])
+            grid = np.unique(xs)
+            items.append(Ladder(grid, np.array([cur[xs == g].mean() for g in grid])))
+        out.append(tuple(items))
+    return tuple(out)
+
+
+def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
+    """A board run file as tables (one-line RunFileError for anything else)."""
+    with RunReader(path) as reader:
+        attrs = dict(reader.attrs)
+        kind = str(attrs.get("protocol_name", ""))
+        if kind not in KINDS:
+            raise RunFileError(f"{path}: not a board run (protocol {kind!r})")
+        board = _board(attrs)
+        steps = {s.name: s for s in reader.steps}
+        prog = [reader.step(s.index) for s in reader.steps
+                if s.name.startswith("program ") and s.rows]
+        cells = int(sum(d["converged"].size for d in prog))
+        failed = int(sum(int(np.sum(d["converged"] == 0)) for d in prog))
+        images = [reader.to_dataframe(s.index) for s in reader.steps
+                  if s.name.startswith("images ") and s.rows]
+        frame = pd.concat(images, ignore_index=True) if images else pd.DataFrame()
+        summary = None
+        if "summary" in steps and steps["summary"].rows:
+            d = reader.step("summary")
+            summary = {"images": int(d["images"][0]), "correct": int(d["correct"][0]),
+                       "accuracy": float(d["accuracy"][0]),
+                       "confusion": np.asarray(d["confusion"][0]),
+                       "energy_j": dict(zip(ENERGY_PARTS, map(float, d["energy_j"][0]),
+                                            strict=True)),
+                       "duration_s": float(d["duration_s"][0])}
+        calibration = None
+        done = {n for n, s in steps.items() if s.status == "done"}
+        if kind == INFER and {"calibrate dendrites", "calibrate somas"} <= done:
+            g = conductance_map(reader, board)
+            if all(np.all(np.isfinite(a)) for layer in g for a in layer):
+                dend = reader.step("calibrate dendrites").arrays
+                soma = reader.step("calibrate somas").arrays
+                calibration = BoardCalibration(
+                    g, tuple(json.loads(attrs["w_max"]) if isinstance(attrs["w_max"], str)
+                             else attrs["w_max"]),
+                    _ladders(dend, "branch", 2, "u"), _ladders(soma, "soma", 2, "voltage_v"))
+    return BoardRun(str(path), kind, attrs, board, frame, summary, calibration, failed, cells)
+
+
+@dataclass
+class ClosedLoop:
+    """The board against its software mirror on the same images."""
+
+    images: int
+    agreement: float
+    board_accuracy: float
+    mirror_accuracy: float
+    software_accuracy: float
+
+
+def closed_loop(run: BoardRun, *, branch: str = "table") -> ClosedLoop:
+    """Run the software mirror (read-back conductances, the board's dendrite and soma ladders)
+    on the run's images and compare labels; also the ideal software network's accuracy."""
+    from analysis.network.data import load_dataset
+    from analysis.network.modelfile import load_model
+    from analysis.network.train import evaluate
+
+    if run.calibration is None or run.images.empty:
+        raise RunFileError(f"{run.path}: no calibration or no images yet; nothing to compare")
+    params, cfg, _meta = load_model(str(run.attrs["model_path"]))
+    data = load_dataset(str(run.attrs.get("data", "digits")),
+                        svhn_dir=str(run.attrs.get("svhn_dir", "")) or None,
+                        seed=int(run.attrs.get("data_seed", 0)))
+    index = run.images["index"].to_numpy()
+    x, y = data.x_test[index], np.asarray(data.y_test)[index]
+    result = mirror(params, cfg, run.board, run.calibration, x, branch=branch)
+    board_labels = run.images["predicted"].to_numpy()
+    return ClosedLoop(int(index.size), agreement(result.labels, board_labels),
+                      float(np.mean(board_labels == y)), float(np.mean(result.labels == y)),
+                      float(evaluate(params, cfg, x, y)))
