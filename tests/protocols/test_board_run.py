@@ -86,9 +86,8 @@ def test_programming_converges_on_every_cell_that_can_move(board, strip_model, t
                                                      (*stuck[0], *stuck[1]))
 
 
-def test_hand_built_network_recognises_hand_built_images(board, strip_model, tmp_path,
-                                                         monkeypatch):
-    sim, roles = board
+def test_hand_built_network_recognises_hand_built_images(board, strip_model, tmp_path):
+    _sim, roles = board
     images = np.zeros((4, 64))
     for k, idx in enumerate(_strips()):
         images[k, idx] = 1.0                     # strip k lit: class k
@@ -110,7 +109,7 @@ def test_hand_built_network_recognises_hand_built_images(board, strip_model, tmp
 
 
 def test_refusals_before_any_instrument(board, strip_model, tmp_path):
-    sim, roles = board
+    _sim, roles = board
     cfg = NetConfig(digits_layout(), 4, variant="pytorch")
     w = Params(np.zeros((64, 4), np.float32), np.zeros((4, 10), np.float32))
     torch_like = save_model(tmp_path / "p.npz", w, cfg, seed=0)
@@ -145,7 +144,7 @@ def test_kill_9_mid_inference_resumes_with_every_image_once(board, tmp_path):
     from analysis.network.data import load_digits
     from analysis.network.train import train
 
-    sim, roles = board
+    _sim, roles = board
     cfg = NetConfig(digits_layout(), 4, variant="matlab")
     res = train(cfg, load_digits(seed=0), epochs=40, lr=0.1, batch=32, seed=0,
                 clamp_grad="pass")
@@ -160,7 +159,7 @@ def test_kill_9_mid_inference_resumes_with_every_image_once(board, tmp_path):
         done_before = sum(s.rows for s in reader.steps if s.name.startswith("images ")
                           and s.status == "done")
     assert done_before == 10          # blocks of 10: the second block was cut mid-way
-    path, start = br.resume(out)
+    path, _start = br.resume(out)
     run = read_board_run(path)
     assert sorted(run.images["index"].tolist()) == list(range(25))   # each image once
     assert run.summary is not None and run.summary["images"] == 25
