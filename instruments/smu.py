@@ -76,6 +76,9 @@ class SmuDialect:
     # statements), so ``measure_at`` sets the level and reads in one round trip.
     compound: str = ";"
     settings: Mapping[str, str]
+    # One spot current reading of several channels in one query ($channels: their tokens,
+    # comma-separated); None where the model has no channel list (read channel by channel).
+    measure_currents: tuple[Step, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,25 @@ class Smu(Instrument):
 
     def measure_current(self) -> float:
         return self.measure_iv().current_a
+
+    def measure_currents(self, channels: Sequence[int]) -> list[float]:
+        """Spot current readings of several channels of this instrument in one query (B2900:
+        ``:MEAS:CURR? (@1,2)``); a model without channel lists raises CapabilityError. Each
+        channel keeps the source and measure settings its own driver gave it."""
+        steps = self._dialect.measure_currents
+        if steps is None:
+            raise CapabilityError(f"{self._where()}: {self.spec.name} reads one channel at a "
+                                  "time; use measure_current on each channel's driver")
+        unknown = [c for c in channels if c not in self.spec.channels]
+        if unknown or not channels:
+            raise ParameterError(f"{self._where()}: channels {list(channels)} must be some of "
+                                 f"{sorted(self.spec.channels)}")
+        tokens = ",".join(self.spec.channels[c] for c in channels)
+        values = parse_floats(self._run(steps, channels=tokens)[-1])
+        if len(values) != len(channels):
+            raise InstrumentError(f"{self._where()}: expected {len(channels)} currents, got "
+                                  f"{values}")
+        return values
 
     def in_compliance(self) -> bool:
         """True if the source is clamped at its limit (the instrument's trip flag)."""
@@ -776,6 +798,7 @@ B2900_DIALECT = SmuDialect(
     measure_nplc=(":SENS$ch:$meas:NPLC $nplc",),
     measure_aperture=(":SENS$ch:$meas:APER $aperture_s",),
     measure_iv=(":FORM:ELEM:SENS VOLT,CURR,TIME", Q(":MEAS? (@$ch)")),
+    measure_currents=(Q(":MEAS:CURR? (@$channels)"),),
     trip=(Q(":SENS$ch:$meas:PROT:TRIP?"),),
     level_query=(Q(":SOUR$ch:$src?"),),
     list_sweep=(

@@ -29,6 +29,25 @@ ARRAY_COMPLIANCE_A = 1e-3
 GATE_COMPLIANCE_A = 1e-4
 
 
+def _by_instrument(drivers: Sequence[Any]) -> list[tuple[Any, list[int] | None, list[int]]]:
+    """Sense SMUs grouped by instrument: (driver, its channels or None, the arrays they read).
+    Channels of one instrument that reads channel lists take one query per word line."""
+    groups: dict[int, tuple[Any, list[int], list[int]]] = {}
+    for b, smu in enumerate(drivers):
+        key = id(smu.resource)
+        if key not in groups:
+            groups[key] = (smu, [], [])
+        groups[key][1].append(smu.channel)
+        groups[key][2].append(b)
+    out: list[tuple[Any, list[int] | None, list[int]]] = []
+    for smu, channels, branches in groups.values():
+        if getattr(smu.spec.dialect, "measure_currents", None) is not None:
+            out.append((smu, channels, branches))
+        else:
+            out += [(drivers[b], None, [b]) for b in branches]
+    return out
+
+
 class Router:
     """Desired closed crosspoints per stage group ("rows", "gate", "device"); ``apply`` sends
     one exclusive close to each matrix whose wanted set changed (and nothing else)."""
@@ -88,6 +107,7 @@ class BoardIO:
                 raise ParameterError(f"board: role {name!r} is not a switch matrix")
         self.router = Router({name: instruments[name] for name in sorted(names)})
         self._sense_all = [smu for layer in self.sense for smu in layer]
+        self._sense_groups = [_by_instrument(layer) for layer in self.sense]
         self._device_cfg: dict[str, tuple[float, float]] = {}
 
     # ------------------------------------------------------------------ setup
@@ -142,13 +162,16 @@ class BoardIO:
         and word-line driver must be holding (``holding``)."""
         arrays = self.board.layers[layer].arrays
         self.router.set(rows=self.row_points(arrays, masks), device=())
-        sense = self.sense[layer]
+        groups = self._sense_groups[layer]
         out = np.empty((len(arrays), arrays[0].n_cols))
         for j in range(arrays[0].n_cols):
             self.router.set(gate=self.gate_points(arrays, j))
-            for b, smu in enumerate(sense):
+            for smu, channels, branches in groups:
                 # the sense SMU sinks the column current: it reads minus it
-                out[b, j] = -smu.measure_current()
+                if channels is None:
+                    out[branches[0], j] = -smu.measure_current()
+                else:
+                    out[branches, j] = np.negative(smu.measure_currents(channels))
         return out
 
     def select_cell(self, layer: int, branch: int, row: int, column: int) -> None:

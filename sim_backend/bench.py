@@ -232,16 +232,16 @@ class Bench:
             for target in targets:
                 feeds.setdefault(target, []).append(term)
         self._feeds = feeds
-        self._fed_ports: dict[str, set[str]] = {}
-        for n, p in feeds:
-            self._fed_ports.setdefault(n, set()).add(p)
         self._targets: dict[str, list[tuple[_Slot, str, bool]]] = {}
         self._plain: dict[str, bool] = {}
         self._array_lines: dict[str, list[tuple[_Slot, str, int]]] = {}
         self._array_reads: dict[str, list[tuple[_Slot, str, np.ndarray]]] = {}
         self._array_fed: dict[str, list[tuple[tuple[str, ...], str, np.ndarray]]] = {}
-        self._derive(set(links), {n for n in self._fed_ports
-                                  if self.slots[n].kind in LINE_KINDS})
+        # array port -> its group key; array -> group key -> line indices (see _regroup)
+        self._port_group: dict[tuple[str, str], tuple[tuple[str, ...], str, int]] = {}
+        self._groups: dict[str, dict[tuple[tuple[str, ...], str], set[int]]] = {}
+        self._derive(set(links))
+        self._regroup([target for target in feeds if self.slots[target[0]].kind in LINE_KINDS])
 
     def _relink(self, added: list[tuple[str, tuple[str, str]]],
                 removed: list[tuple[str, tuple[str, str]]]) -> None:
@@ -252,17 +252,40 @@ class Bench:
             self._feeds[target].remove(term)
             if not self._feeds[target]:
                 del self._feeds[target]
-                self._fed_ports[target[0]].discard(target[1])
         for term, target in added:
             self._links.setdefault(term, []).append(target)
             self._feeds.setdefault(target, []).append(term)
-            self._fed_ports.setdefault(target[0], set()).add(target[1])
         changes = added + removed
-        self._derive({t for t, _ in changes},
-                     {n for _, (n, _p) in changes if self.slots[n].kind in LINE_KINDS})
+        self._derive({t for t, _ in changes})
+        self._regroup(list(dict.fromkeys(target for _t, target in changes
+                                         if self.slots[target[0]].kind in LINE_KINDS)))
 
-    def _derive(self, terms: set[str], arrays: set[str]) -> None:
-        """The per-terminal views of ``terms`` and the per-array line groups of ``arrays``."""
+    def _regroup(self, ports: list[tuple[str, str]]) -> None:
+        """Move array ports between their arrays' line groups -- lines grouped by (feeding
+        terminals, letter), so a refresh sums each group's levels once -- and rebuild the
+        groups' index arrays of the arrays touched."""
+        touched = set()
+        for n, p in ports:
+            old = self._port_group.pop((n, p), None)
+            groups = self._groups.setdefault(n, {})
+            if old is not None:
+                members = groups[old[:2]]
+                members.discard(old[2])
+                if not members:
+                    del groups[old[:2]]
+            terms = self._feeds.get((n, p))
+            if terms:
+                letter, index = self.slots[n].dut.parse_port(p)
+                key = (tuple(terms), letter)
+                groups.setdefault(key, set()).add(index)
+                self._port_group[(n, p)] = (*key, index)
+            touched.add(n)
+        for n in touched:
+            self._array_fed[n] = [(terms_, letter, np.array(sorted(idx), dtype=np.intp))
+                                  for (terms_, letter), idx in self._groups[n].items()]
+
+    def _derive(self, terms: set[str]) -> None:
+        """The per-terminal views of ``terms``."""
         for term in terms:
             targets = self._links.get(term, [])
             if not targets:
@@ -293,15 +316,6 @@ class Bench:
                 by_line.setdefault((slot.name, letter), (slot, []))[1].append(index)
             self._array_reads[term] = [(slot, key[1], np.array(idx, dtype=np.intp))
                                        for key, (slot, idx) in by_line.items()]
-        for n in arrays:
-            # fed lines grouped by (feeding terminals, letter): a refresh sums each group once
-            groups: dict[tuple[tuple[str, ...], str], list[int]] = {}
-            dut = self.slots[n].dut
-            for p in self._fed_ports.get(n, ()):
-                letter, index = dut.parse_port(p)
-                groups.setdefault((tuple(self._feeds[(n, p)]), letter), []).append(index)
-            self._array_fed[n] = [(terms_, letter, np.array(sorted(idx), dtype=np.intp))
-                                  for (terms_, letter), idx in groups.items()]
         self._array_terms = frozenset(self._array_lines)
 
     # ------------------------------------------------------------------ time

@@ -736,3 +736,20 @@ def test_measure_at_rejects_a_short_reply():
     smu.configure_source_voltage(limit_a=1e-3)
     with pytest.raises(InstrumentError, match="expected 2 values"):
         smu.measure_at(0.1)
+
+
+def test_b2900_reads_several_channels_in_one_query():
+    smu, fake = make(B2902A, {":MEAS:CURR? (@1,2)": "+1.5E-06,-2.0E-07"})
+    assert smu.measure_currents([1, 2]) == [1.5e-6, -2e-7]
+    assert fake.commands == [":MEAS:CURR? (@1,2)"]
+    with pytest.raises(ParameterError, match="must be some of"):
+        smu.measure_currents([3])
+    assert fake.commands == [":MEAS:CURR? (@1,2)"]  # nothing sent for a bad channel
+
+
+@pytest.mark.parametrize("spec", [K2450, K2636B], ids=["2450", "2636B"])
+def test_models_without_channel_lists_say_so(spec):
+    smu, fake = make(spec)
+    with pytest.raises(CapabilityError, match="one channel at a time"):
+        smu.measure_currents([1])
+    assert fake.commands == []

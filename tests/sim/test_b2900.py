@@ -361,3 +361,13 @@ def test_remote_sensing_and_resistance_settings(m):
         '-114,"Header suffix out of range"', '-109,"Missing parameter"']
     m.handle("*RST")
     assert ask(m, ":SENS1:REM?;:SENS1:RES:MODE?;:SENS1:RES:OCOM?") == "0;MAN;0"
+
+
+def test_current_of_two_channels_in_one_query(two_devices):
+    m = KeysightB2900Sim(two_devices, "smu")
+    for ch, v in ((1, 0.2), (2, 0.4)):
+        ask(m, f":SOUR{ch}:FUNC:MODE VOLT;:SENS{ch}:CURR:PROT 1e-3;:SOUR{ch}:VOLT {v};:OUTP{ch} ON")
+    both = floats(ask(m, ":MEAS:CURR? (@1,2)"))
+    assert len(both) == 2
+    assert both[0] == pytest.approx(two_devices.device("d1").current(0.2), rel=1e-3)
+    assert both[1] == pytest.approx(two_devices.device("d2").current(0.4), rel=1e-3)
