@@ -510,7 +510,15 @@ FIGURES: dict[str, Callable[[RunReader], Figure]] = {
 }
 
 
+def builder_for(protocol: str) -> Callable[[RunReader], Figure] | None:
+    """The figure builder of a protocol: a built-in's (``FIGURES``) or a board run's
+    (``network-infer`` / ``network-program``: ``analysis.board_plots.BOARD_FIGURES``)."""
+    from analysis.board_plots import BOARD_FIGURES
+
+    return FIGURES.get(protocol) or BOARD_FIGURES.get(protocol)
+
+
 def figure_for(reader: RunReader) -> Figure | None:
     """The paper-style figure of this run's protocol, or None if it has no builder."""
-    builder = FIGURES.get(str(reader.attrs.get("protocol_name", "")))
+    builder = builder_for(str(reader.attrs.get("protocol_name", "")))
     return builder(reader) if builder is not None else None

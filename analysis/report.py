@@ -82,6 +82,7 @@ class Analysis:
     runs: int
     exports: dict[str, Path] = field(default_factory=dict)
     export_note: str = ""
+    boards: pd.DataFrame | None = None
 
 
 def analyze(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -143,8 +144,15 @@ def run_analysis(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     cat = catalogue(sources, cache=False)
     runs = cat.runs
     problems = cat.problems[["path", "kind", "reason"]].copy()
-    paths = [str(p) for p in runs["path"]]
+    # board runs (network program / infer) are no device measurements: their own table
+    from analysis.board_report import BOARD_CSV, BOARD_KINDS, board_table
+
+    board = runs["protocol"].isin(BOARD_KINDS)
+    paths = [str(p) for p in runs.loc[~board, "path"]]
     metrics = extract(paths, scheduler=scheduler, progress=progress)
+    boards, board_problems = board_table([str(p) for p in runs.loc[board, "path"]])
+    if board_problems:
+        problems = pd.concat([problems, pd.DataFrame(board_problems)], ignore_index=True)
     errors = metrics["metric"] == "error"
     if errors.any():
         bad = metrics.loc[errors, ["path", "reason"]].assign(kind="unreadable")
@@ -159,11 +167,14 @@ def run_analysis(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     to_parquet(metrics, out / METRICS_PARQUET)
     summary.to_csv(out / SUMMARY_CSV, index=False)
     problems.to_csv(out / PROBLEMS_CSV, index=False)
+    if len(boards):
+        boards.to_csv(out / BOARD_CSV, index=False)
     exported, note = _exports(metrics, out, export)
     report = out / REPORT_HTML
-    report.write_text(_html(sources, runs, metrics, summary, problems, by, exported, note),
-                      encoding="utf-8")
-    return Analysis(out, report, metrics, summary, problems, len(runs), exported, note)
+    report.write_text(_html(sources, runs, metrics, summary, problems, by, exported, note,
+                            boards), encoding="utf-8")
+    return Analysis(out, report, metrics, summary, problems, len(runs), exported, note,
+                    boards if len(boards) else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,7 +515,9 @@ def _fmt(value: object) -> str:
 
 def _html(sources: list, runs: pd.DataFrame, metrics: pd.DataFrame, summary: pd.DataFrame,
           problems: pd.DataFrame, by: str, exported: dict[str, Path] | None = None,
-          note: str = "") -> str:
+          note: str = "", boards: pd.DataFrame | None = None) -> str:
+    from analysis.board_report import BOARD_KINDS, board_figures, hardware_section
+
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
              "<title>dendrolab analysis</title>", f"<style>{_CSS}</style></head><body>",
@@ -544,8 +557,12 @@ def _html(sources: list, runs: pd.DataFrame, metrics: pd.DataFrame, summary: pd.
             parts.append(_table(table))
         parts.append("<div class='figs'>")
         parts += [_img(b64, title) for title, b64 in variation]
-    parts.append("</div><h2>Runs plotted</h2><div class='figs'>")
-    for title, b64 in _run_plots(runs):
+    parts.append("</div>")
+    board = runs["protocol"].isin(BOARD_KINDS)
+    if boards is not None and len(boards):
+        parts += hardware_section(boards, board_figures(list(boards["path"]), _png))
+    parts.append("<h2>Runs plotted</h2><div class='figs'>")
+    for title, b64 in _run_plots(runs[~board]):
         parts.append(f"<p>{esc(title)}</p>" + (_img(b64, title) if b64 else ""))
     parts.append("</div>")
     parts += _exports_html(exported or {}, note)

@@ -246,9 +246,23 @@ def resume(run_file: Path) -> None:
     """Continue an interrupted or crashed run in RUN_FILE from its first unfinished step.
 
     The device is re-read first (memristor operations are not idempotent) and that reading is
-    logged in the file; steps already done are never repeated.
+    logged in the file; steps already done are never repeated. A board run (network program /
+    infer) is continued by `dendrolab network resume`.
     """
+    from dendrolab.errors import DendrolabError
+    from protocols.runfile import RunReader
     from protocols.runner import resume_run
+
+    try:
+        with RunReader(run_file) as reader:
+            kind = str(reader.attrs.get("protocol_name", ""))
+    except (DendrolabError, OSError):
+        kind = ""   # resume_run says what is wrong with the file
+    if kind in ("network-program", "network-infer"):
+        from dendrolab.network_board_cli import resume_board
+
+        resume_board(run_file)
+        return
 
     bar = _PlanProgress()
 
@@ -543,8 +557,10 @@ def analyze(sources: tuple[str, ...], out_dir: Path, by: str, scheduler: str | N
                    f"or unfinished); listed in {result.out_dir / 'problems.csv'}", err=True)
 
 
-# `dendrolab network ...`: train / evaluate (network_cli), sweep / compare (network_sweep_cli,
-# which adds its commands to the same group when imported).
+# `dendrolab network ...`: train / evaluate (network_cli), sweep / compare (network_sweep_cli)
+# and program / infer / resume on a board (network_board_cli), which add their commands to the
+# same group when imported.
+from dendrolab import network_board_cli as _network_board_cli  # noqa: E402,F401
 from dendrolab import network_sweep_cli as _network_sweep_cli  # noqa: E402,F401
 from dendrolab.network_cli import network  # noqa: E402
 

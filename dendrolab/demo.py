@@ -204,6 +204,14 @@ def run_bench_demo(out_dir: Path, bench: Path,
         network.append(line)
         yield line
     report += ["## Network from the measured devices", "", *network, ""]
+    board = []
+    for line in run_board_demo(Path(out_dir) / "board"):
+        board.append(line)
+        yield line
+    report += ["## Hardware inference on the simulated board (docs/board.md)", "", *board, ""]
+    board_png = Path(out_dir) / "board" / "network-infer.png"
+    if board_png.is_file():
+        report += [f"![board]({board_png.relative_to(out_dir)})", ""]
     report += ["## Device models alone", "", "![physics](physics.png)", ""]
     (Path(out_dir) / "report.md").write_text("\n".join(report))
     yield f"wrote {Path(out_dir) / 'report.md'}"
@@ -232,3 +240,47 @@ def run_network_demo(out_dir: Path, metrics) -> Iterator[str]:
            f"{a.dt_s:g} s per image; every assumption in docs/network-power.md, "
            f"`dendrolab network sweep --assume KEY=VALUE` changes them)")
     yield f"wrote {res['model']} ({res['seconds']:.1f} s of training)"
+
+
+#: Test images the demo runs through the simulated board (the whole set: `network infer`).
+BOARD_DEMO_IMAGES = 30
+
+
+def run_board_demo(out_dir: Path, images: int = BOARD_DEMO_IMAGES) -> Iterator[str]:
+    """The paper's central experiment on the packaged simulated board: a MATLAB-variant
+    64-32-10 digits network trained, written onto the board's 1T1R arrays by write-verify, and
+    ``images`` test digits run through arrays, dendrites and somas into one run file; then the
+    closed loop against the software mirror of the same board."""
+    from analysis.network.board_runs import PAPER_INFERENCE_S, closed_loop, read_board_run
+    from analysis.network.data import load_digits
+    from analysis.network.layout import digits_layout
+    from analysis.network.model import NetConfig
+    from analysis.network.modelfile import save_model
+    from analysis.network.train import train
+    from protocols import board_run as br
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    roles = Path(__file__).resolve().parent / "benches" / "board-sim.yaml"
+    wall0 = time.perf_counter()
+    cfg = NetConfig(digits_layout(), 32, variant="matlab")
+    res = train(cfg, load_digits(seed=0), epochs=300, lr=0.1, batch=32, seed=0,
+                clamp_grad="pass")
+    model = save_model(out_dir / "board-model.npz", res.params, cfg, seed=0)
+    path = out_dir / "network-infer.h5"
+    path.unlink(missing_ok=True)
+    br.run(br.prepare(br.INFER, model, roles, limit=images), path)
+    from analysis.plots import plot_run
+
+    plot_run(path)
+    run = read_board_run(path)
+    loop = closed_loop(run)
+    s = run.summary
+    assert s is not None
+    yield (f"board 64-32-10 (7 arrays, {run.cells} cells, {run.failed_cells} stuck and "
+           f"repaired around): {len(run.images)} test digits, accuracy {loop.board_accuracy:.1%} "
+           f"(software network {loop.software_accuracy:.1%}); the software mirror with the "
+           f"board's read-back conductances and calibrations agrees on {loop.agreement:.1%}")
+    yield (f"per image: {sum(s['energy_j'].values()):.3g} J in the devices, "
+           f"{s['duration_s'] * 1e3:.0f} ms on the bench clock (the paper: {PAPER_INFERENCE_S} "
+           f"for the optimised unit); {path} in {time.perf_counter() - wall0:.0f} s")

@@ -13,6 +13,7 @@ Format (values are examples; voltages in V, times in s, conductances in S)::
       layout: digits            # network layout the board holds (analysis.network.layout)
       hidden: 32                # hidden neurons; outputs: 10
       input_bits: 4             # bit-serial row inputs; hidden soma outputs are quantised alike
+      column_reads: 1           # readings averaged per column and bit plane during inference
       read_v: 0.2               # row voltage of a '1' bit and of every verify read
       gate_v: 1.6               # word line on
       g_min_s: 2.0e-6           # programming window of each device of a differential pair
@@ -54,7 +55,7 @@ ROW_LETTERS = "ABCDEFGH"
 KEY = "board"
 
 _TOP = {"layout", "hidden", "outputs", "input_bits", "read_v", "gate_v", "g_min_s", "g_max_s",
-        "program", "rows_smu", "gates_smu", "dendrite", "soma", "layers"}
+        "program", "rows_smu", "gates_smu", "dendrite", "soma", "layers", "column_reads"}
 _PROGRAM = {"v_set": 1.15, "v_reset": -1.15, "width_s": 100e-6, "tol_rel": 0.05,
             "max_pulses": 50}
 _DENDRITE = {"v_max": 5.0, "width_s": 100e-6, "period_s": 5e-3, "compliance_a": 1e-3}
@@ -149,6 +150,7 @@ class Board:
     dendrite: Mapping[str, float]
     soma: Mapping[str, float]
     layers: tuple[LayerSpec, LayerSpec]
+    column_reads: int = 1
 
     @property
     def levels(self) -> int:
@@ -308,7 +310,8 @@ def parse_board(data: Any, branch_sizes: Sequence[int], output_blocks: int,
     board = Board(str(m.get("layout", "digits")), hidden, outputs, bits, read_v, gate_v, g_min,
                   g_max, program, _role(m.get("rows_smu"), f"{where}.rows_smu"),
                   _role(m.get("gates_smu"), f"{where}.gates_smu"), dendrite, soma,
-                  (parsed[0], parsed[1]))
+                  (parsed[0], parsed[1]),
+                  _int(m.get("column_reads", 1), f"{where}.column_reads", 1, 64))
     _check_overlaps(board, where)
     return board
 

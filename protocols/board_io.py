@@ -156,7 +156,8 @@ class BoardIO:
         give one crosspoint)."""
         return {a.gates.crosspoint(column) for a in arrays}
 
-    def read_columns(self, layer: int, masks: Sequence[np.ndarray]) -> np.ndarray:
+    def read_columns(self, layer: int, masks: Sequence[np.ndarray], reads: int = 1
+                     ) -> np.ndarray:
         """Column currents (arrays, columns) with the masked rows at ``read_v`` (one bit plane):
         each word line in turn, every array's sense SMU read while it is on. The row driver
         and word-line driver must be holding (``holding``)."""
@@ -168,10 +169,11 @@ class BoardIO:
             self.router.set(gate=self.gate_points(arrays, j))
             for smu, channels, branches in groups:
                 # the sense SMU sinks the column current: it reads minus it
-                if channels is None:
-                    out[branches[0], j] = -smu.measure_current()
-                else:
-                    out[branches, j] = np.negative(smu.measure_currents(channels))
+                total = 0.0
+                for _ in range(reads):
+                    total = total + (smu.measure_current() if channels is None
+                                     else np.asarray(smu.measure_currents(channels)))
+                out[branches, j] = -total / reads
         return out
 
     def select_cell(self, layer: int, branch: int, row: int, column: int) -> None:

@@ -206,7 +206,7 @@ def programmed_from(reader: Any, board: Board, targets: Targets) -> Programmed:
 def iter_map(reader: Any, board: Board, kind: str = "readback"
              ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """(layer, column, branch, row, g_s) of every finished step of one kind in a run file."""
-    for step in reader.steps:
+    for step in list(reader.steps):
         lv = step.loop_vars or {}
         if not step.name.startswith(kind + " ") or "column" not in lv or step.rows == 0:
             continue

@@ -216,7 +216,7 @@ def resume(path: str | Path, *, progress: Progress | None = None) -> tuple[Path,
         if status == "completed":
             raise RunFileError(f"{path} is a completed run; there is nothing to resume")
         job = _job_from(attrs, path)
-        previous = _previous(reader, job) if kind == INFER else None
+        previous = _previous(reader) if kind == INFER else None
         state = bp.programmed_from(reader, job.board, job.targets)
     with signals_raise(), InstrumentSet(job.config) as instruments:
         writer = RunWriter.resume(path)
@@ -255,7 +255,7 @@ class _Previous:
     duration: list[float]
 
 
-def _previous(reader: RunReader, job: BoardJob) -> _Previous:
+def _previous(reader: RunReader) -> _Previous:
     names = {s.name: s for s in reader.steps}
     done = {n for n, s in names.items() if s.status == "done"}
     dend = dict(reader.step("calibrate dendrites").arrays) if "calibrate dendrites" in done \
@@ -354,6 +354,8 @@ def _infer(job: BoardJob, io: BoardIO, writer: RunWriter, clock: Any, first: int
                 if progress is not None:
                     acc = float(np.mean(np.asarray(labels) == np.asarray(predicted)))
                     progress("infer", len(labels), n_images, {"accuracy": acc})
+    if first + 2 + len(blocks) < start:  # killed after the summary was written
+        return
     with writer.step(first + 2 + len(blocks)) as out:
         lab, pred = np.asarray(labels), np.asarray(predicted)
         out.append(lab.size, int(np.sum(lab == pred)), float(np.mean(lab == pred)),

@@ -83,12 +83,12 @@ def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
         if kind not in KINDS:
             raise RunFileError(f"{path}: not a board run (protocol {kind!r})")
         board = _board(attrs)
-        steps = {s.name: s for s in reader.steps}
-        prog = [reader.step(s.index) for s in reader.steps
-                if s.name.startswith("program ") and s.rows]
+        infos = reader.steps  # built once: each access re-reads every step's header
+        steps = {s.name: s for s in infos}
+        prog = [reader.step(s.index) for s in infos if s.name.startswith("program ") and s.rows]
         cells = int(sum(d["converged"].size for d in prog))
         failed = int(sum(int(np.sum(d["converged"] == 0)) for d in prog))
-        images = [reader.to_dataframe(s.index) for s in reader.steps
+        images = [reader.to_dataframe(s.index) for s in infos
                   if s.name.startswith("images ") and s.rows]
         frame = pd.concat(images, ignore_index=True) if images else pd.DataFrame()
         summary = None

@@ -78,6 +78,12 @@ def test_demo_runs_protocols_into_hdf5_and_writes_the_report(tmp_path):
     assert len(accs) == 2 and min(accs) > 85
     assert "power advantage" in net
     assert "network with the measured simulated devices" in result.stdout
+    # Hardware inference: the network written onto the simulated board and run on test digits.
+    board = next(line for line in result.stdout.splitlines() if line.startswith("board 64-32-10"))
+    acc, agree = re.findall(r"accuracy ([0-9.]+)%.*agrees on ([0-9.]+)%", board)[0]
+    assert float(acc) > 60 and float(agree) >= 80
+    assert (out / "board" / "network-infer.h5").is_file()
+    assert "## Hardware inference on the simulated board" in report
     assert (out / "network" / "network_digits.npz").is_file()
     assert "## Network from the measured devices" in report
 
