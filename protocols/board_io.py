@@ -11,7 +11,7 @@ that holds exactly the crosspoints every stage wants). No files here, no network
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from dendrolab.errors import ParameterError
 from protocols.board import ArraySpec, Board, Crosspoint, DeviceSpec
-from protocols.runner import write_verify_loop
+from protocols.runner import holding, write_verify_loop
 
 #: Measurement aperture of the array reads (s): short, as a verify read (synapse-write-verify).
 READ_APERTURE_S = 20e-6
@@ -132,16 +132,10 @@ class BoardIO:
             smu.output_off()
         self.router.clear()
 
-    @contextlib.contextmanager
-    def holding(self, smu: Any, level_v: float) -> Iterator[None]:
+    @staticmethod
+    def holding(smu: Any, level_v: float) -> contextlib.AbstractContextManager[None]:
         """``smu`` at ``level_v`` for the block; back to 0 V and off on every exit."""
-        try:
-            smu.set_voltage(level_v)
-            smu.output_on()
-            yield
-        finally:
-            smu.set_voltage(0.0)
-            smu.output_off()
+        return holding(smu, level_v)
 
     # ------------------------------------------------------------------ arrays
     @staticmethod

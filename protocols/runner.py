@@ -202,7 +202,7 @@ class _Executor:
         smu = self.driver(step)
         gate = (self.instruments.driver(p["gate_role"], p.get("gate_channel"))
                 if p.get("gate_role") else None)
-        with _holding(gate, p.get("gate_v")), _holding(smu, p["v_read"]):
+        with holding(gate, p.get("gate_v")), holding(smu, p["v_read"]):
             for r, pulse_v in write_verify_loop(
                     smu, target_s=p["target_s"], tol_rel=p["tol_rel"], v_set=p["v_set"],
                     v_reset=p["v_reset"], width_s=p["width_s"], v_read=p["v_read"],
@@ -247,7 +247,7 @@ class _Executor:
         counter = self.driver(step)
         hold = (self.instruments.driver(p["hold_role"], p.get("hold_channel"))
                 if p.get("hold_role") else None)
-        with _holding(hold, p.get("hold_v")):
+        with holding(hold, p.get("hold_v")):
             if hold is not None and p.get("settle_s"):
                 self.clock.sleep(p["settle_s"])
             f = counter.measure_frequency(p["gate_s"], _counter_input(p))
@@ -287,7 +287,7 @@ def write_verify_loop(smu: Any, *, target_s: float, tol_rel: float, v_set: float
 
 
 @contextlib.contextmanager
-def _holding(smu: Any, level_v: float | None) -> Iterator[None]:
+def holding(smu: Any, level_v: float | None) -> Iterator[None]:
     """``smu`` sources ``level_v`` for the block; 0 V and output off on every exit (no-op for
     None: a step without that instrument)."""
     if smu is None:
