@@ -15,6 +15,9 @@ import numpy as np
 #: A soma reading at or above this fraction of ``i_full`` marks the soma's threshold voltage in
 #: its calibration ladder (the first ladder voltage that fires).
 FIRE_FRACTION = 0.05
+#: The soma's ON current at its threshold is the line through its ladder's ON points within
+#: this span above the threshold (at least 4 points, else the first firing point's current).
+ON_FIT_SPAN_V = 1.0
 
 
 def pair_targets(w: np.ndarray, g_min: float, g_max: float
@@ -116,13 +119,22 @@ def predict(y_out: np.ndarray, s_out: np.ndarray) -> np.ndarray:
 
 def fire_point(v_ladder: np.ndarray, i_ladder: np.ndarray, i_full: float
                ) -> tuple[float, float]:
-    """(threshold voltage, |current| there) of a soma's calibration ladder: the first ladder
-    voltage whose |current| reaches ``FIRE_FRACTION`` of ``i_full``; (NaN, NaN) if the soma
-    never fires on the ladder."""
+    """(threshold voltage, ON current there) of a soma's calibration ladder: the first ladder
+    voltage whose |current| reaches ``FIRE_FRACTION`` of ``i_full``, and the ON branch's line
+    there (``ON_FIT_SPAN_V``); (NaN, NaN) if the soma never fires on the ladder."""
     v = np.asarray(v_ladder, dtype=np.float64)
     i = np.abs(np.asarray(i_ladder, dtype=np.float64))
     hit = np.flatnonzero(i >= FIRE_FRACTION * i_full)
-    return (float(v[hit[0]]), float(i[hit[0]])) if hit.size else (float("nan"), float("nan"))
+    if not hit.size:
+        return float("nan"), float("nan")
+    v_th = float(v[hit[0]])
+    # the ON branch just above threshold (below any compliance clamp): its line at v_th
+    # averages out one ladder point's noise (an NbOx ON branch is a resistor)
+    on = hit[(i[hit] < 0.95 * i.max()) & (v[hit] <= v_th + ON_FIT_SPAN_V)]
+    if on.size >= 4:
+        slope, icpt = np.polyfit(v[on], i[on], 1)
+        return v_th, float(slope * v_th + icpt)
+    return v_th, float(i[hit[0]])
 
 
 def fire_threshold(v_ladder: np.ndarray, i_ladder: np.ndarray, i_full: float) -> float:
