@@ -40,7 +40,8 @@ ENERGY_PARTS = ("array", "dendrite", "soma")
 @dataclass(frozen=True)
 class Calibration:
     """Per layer: each branch dendrite's ladder (u, mean current) and full scale; each soma's
-    ladder (V, current) and threshold voltage (``board_math.fire_threshold``)."""
+    ladder (V, mean current), threshold voltage and ON current there (``soma_fire``). The
+    host's calibration and, through ``analysis.network.board_runs``, the mirror's."""
 
     dendrite_u: tuple[tuple[np.ndarray, ...], ...]
     dendrite_i: tuple[tuple[np.ndarray, ...], ...]
@@ -50,9 +51,6 @@ class Calibration:
 
     def dendrite_full(self, layer: int, branch: int) -> float:
         return float(self.dendrite_i[layer][branch][-1])
-
-    def soma_threshold(self, layer: int, soma: int) -> float:
-        return self.soma_fire(layer, soma)[0]
 
     def soma_fire(self, layer: int, soma: int) -> tuple[float, float]:
         """(threshold voltage, ON current there): ``board_math.fire_point`` of its ladder."""
@@ -186,7 +184,7 @@ def run_layer(io: BoardIO, k: int, codes: np.ndarray, rows: tuple[np.ndarray, ..
     bits, n_b, m = board.input_bits, len(layer.arrays), layer.n_neurons
     currents = np.zeros((bits, n_b, 2 * m))
     energy = np.zeros(len(ENERGY_PARTS))
-    with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
+    with io.biased():
         for p in range(bits):
             masks = [board_math.bit_plane(codes[r], p) for r in rows]
             if any(mask.any() for mask in masks):  # an all-zero plane carries no current

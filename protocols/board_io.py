@@ -11,7 +11,7 @@ that holds exactly the crosspoints every stage wants). No files here, no network
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,10 +132,12 @@ class BoardIO:
             smu.output_off()
         self.router.clear()
 
-    @staticmethod
-    def holding(smu: Any, level_v: float) -> contextlib.AbstractContextManager[None]:
-        """``smu`` at ``level_v`` for the block; back to 0 V and off on every exit."""
-        return holding(smu, level_v)
+    @contextlib.contextmanager
+    def biased(self) -> Iterator[None]:
+        """Word-line driver at ``gate_v`` and row driver at ``read_v`` for the block (reads,
+        write-verify); both back to 0 V and off on every exit."""
+        with holding(self.gates, self.board.gate_v), holding(self.rows, self.board.read_v):
+            yield
 
     # ------------------------------------------------------------------ arrays
     @staticmethod
@@ -154,7 +156,7 @@ class BoardIO:
                      ) -> np.ndarray:
         """Column currents (arrays, columns) with the masked rows at ``read_v`` (one bit plane):
         each word line in turn, every array's sense SMU read while it is on. The row driver
-        and word-line driver must be holding (``holding``)."""
+        and word-line driver must be holding (``biased``)."""
         arrays = self.board.layers[layer].arrays
         self.router.set(rows=self.row_points(arrays, masks), device=())
         groups = self._sense_groups[layer]
@@ -178,7 +180,7 @@ class BoardIO:
 
     def read_selected(self) -> float:
         """Conductance of the selected cell from the row driver's current at ``read_v`` (the
-        row driver must be holding ``read_v``)."""
+        row driver must be holding ``read_v``: ``biased``)."""
         return self.rows.measure_current() / self.board.read_v
 
     def write_verify(self, target_s: float) -> tuple[float, int, bool, list[tuple[Any, float]]]:

@@ -152,7 +152,7 @@ def run_program_steps(io: BoardIO, writer: RunWriter, state: Programmed, first: 
     total, done = sum(per_step), sum(per_step[:start])
     converged = sum(ok for _g, ok in state.results.values())
     t0 = clock.now()
-    with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
+    with io.biased():
         for i in range(start, len(plan)):
             kind, k, j = plan[i]
             with writer.step(first + i) as out:

@@ -302,9 +302,9 @@ def _reverify(io: BoardIO, state: bp.Programmed, writer: RunWriter,
               progress: Progress | None) -> None:
     """Write-verify every cell programmed so far to its final target again, unrecorded except
     for a count in the event log (cells on target take one read)."""
-    board, pulsed = io.board, 0
+    pulsed = 0
     keys = sorted(state.results)
-    with io.holding(io.gates, board.gate_v), io.holding(io.rows, board.read_v):
+    with io.biased():
         for n, (k, b, row, j) in enumerate(keys, 1):
             io.select_cell(k, b, row, j)
             _, pulses, _, _ = io.write_verify(float(state.targets.cols[k][b][row, j]))

@@ -121,11 +121,6 @@ class BoardCalibration:
         """The host's full scale of dendrite (layer, b): |ladder current| at u = 1."""
         return float(abs(self.dendrites[layer][b].current(1.0)))
 
-    def soma_threshold(self, layer: int, k: int, i_full_a: float) -> float:
-        """Threshold voltage of soma (layer, k) as the host calibrates it
-        (``board_math.fire_threshold``; NaN if it never fires on its ladder)."""
-        return self.soma_fire(layer, k, i_full_a)[0]
-
     def soma_fire(self, layer: int, k: int, i_full_a: float) -> tuple[float, float]:
         """(threshold voltage, ON current there) of soma (layer, k): ``board_math.fire_point``."""
         lad = self.somas[layer][k]

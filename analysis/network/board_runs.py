@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.network.board_mirror import BoardCalibration, Ladder, agreement, mirror
-from dendrolab.errors import RunFileError
+from dendrolab.errors import InstrumentError, RunFileError
 from protocols.board import Board
-from protocols.board_infer import ENERGY_PARTS
+from protocols.board_infer import ENERGY_PARTS, calibration_from
 from protocols.board_program import conductance_map
 from protocols.board_run import INFER, KINDS, load_board
 from protocols.runfile import RunReader
@@ -46,10 +46,6 @@ class BoardRun:
     cells: int
 
 
-def is_board_run(attrs: dict[str, Any]) -> bool:
-    return str(attrs.get("protocol_name", "")) in KINDS
-
-
 def _board(attrs: dict[str, Any]) -> Board:
     import yaml
 
@@ -60,19 +56,10 @@ def _board(attrs: dict[str, Any]) -> Board:
     return load_board(config)
 
 
-def _ladders(arrays: dict[str, np.ndarray], key: str, n_layers: int, x: str
+def _ladders(xs: tuple[tuple[np.ndarray, ...], ...], currents: tuple[tuple[np.ndarray, ...], ...]
              ) -> tuple[tuple[Ladder, ...], ...]:
-    out = []
-    for k in range(n_layers):
-        sel_k = arrays["layer"] == k
-        items = []
-        for d in np.unique(arrays[key][sel_k]):
-            sel = sel_k & (arrays[key] == d)
-            xs, cur = arrays[x][sel], np.abs(arrays["current_a"][sel])
-            grid = np.unique(xs)
-            items.append(Ladder(grid, np.array([cur[xs == g].mean() for g in grid])))
-        out.append(tuple(items))
-    return tuple(out)
+    return tuple(tuple(Ladder(x, i) for x, i in zip(xl, il, strict=True))
+                 for xl, il in zip(xs, currents, strict=True))
 
 
 def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
@@ -100,17 +87,22 @@ def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
                        "energy_j": dict(zip(ENERGY_PARTS, map(float, d["energy_j"][0]),
                                             strict=True)),
                        "duration_s": float(d["duration_s"][0])}
-        calibration = None
+        calibration, cal = None, None
         done = {n for n, s in steps.items() if s.status == "done"}
         if kind == INFER and {"calibrate dendrites", "calibrate somas"} <= done:
             g = conductance_map(reader, board)
             if all(np.all(np.isfinite(a)) for layer in g for a in layer):
-                dend = reader.step("calibrate dendrites").arrays
-                soma = reader.step("calibrate somas").arrays
+                # the host's own calibration (board_infer): the mirror sees what the host saw
+                try:
+                    cal = calibration_from(board, reader.step("calibrate dendrites").arrays,
+                                           reader.step("calibrate somas").arrays)
+                except InstrumentError:  # a dead device: the run stopped there, no mirror
+                    cal = None
+            if cal is not None:
                 calibration = BoardCalibration(
                     g, tuple(json.loads(attrs["w_max"]) if isinstance(attrs["w_max"], str)
                              else attrs["w_max"]),
-                    _ladders(dend, "branch", 2, "u"), _ladders(soma, "soma", 2, "voltage_v"))
+                    _ladders(cal.dendrite_u, cal.dendrite_i), _ladders(cal.soma_v, cal.soma_i))
     return BoardRun(str(path), kind, attrs, board, frame, summary, calibration, failed, cells)
 
 

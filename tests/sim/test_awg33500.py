@@ -13,20 +13,7 @@ from instruments.pulse import PulseGenerator
 from sim_backend.instruments import model_class
 from sim_backend.instruments.awg33500 import Keysight33500BSim, Keysight33600ASim
 from sim_backend.scpi import float_block
-
-NO_ERROR = '+0,"No error"'
-
-
-def ask(model, text: str) -> str | None:
-    reply = model.handle(text)
-    return None if reply is None else reply.decode("latin-1").rstrip("\n")
-
-
-def errors(model) -> list[str]:
-    out = []
-    while (e := ask(model, "SYST:ERR?")) != NO_ERROR:
-        out.append(e)
-    return out
+from tests.sim import NO_ERROR, ask, errors
 
 
 @pytest.fixture

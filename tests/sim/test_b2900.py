@@ -14,6 +14,7 @@ from sim_backend.bench import Bench
 from sim_backend.instruments import model_class
 from sim_backend.instruments.b2900 import KeysightB2900Sim
 from sim_backend.physics.waveform import pulse_train
+from tests.sim import ask, errors
 
 NAN = "+9.910000E+37"
 NR3 = re.compile(r"[+-]\d\.\d{6}E[+-]\d{2}")
@@ -37,16 +38,6 @@ def two_devices():
     )
 
 
-def ask(model, text: str) -> str | None:
-    reply = model.handle(text)
-    return None if reply is None else reply.decode("latin-1").rstrip("\n")
-
-
-def errors(model) -> list[str]:
-    out = []
-    while (e := ask(model, ":SYST:ERR?")) != '+0,"No error"':
-        out.append(e)
-    return out
 
 
 def floats(text: str) -> list[float]:

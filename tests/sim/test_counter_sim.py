@@ -13,20 +13,7 @@ from sim_backend.bench import Bench
 from sim_backend.instruments import model_class
 from sim_backend.instruments.counter532x0 import Keysight53220ASim, Keysight53230ASim
 from sim_backend.physics.waveform import pulse_train
-
-NO_ERROR = '+0,"No error"'
-
-
-def ask(model, text: str) -> str | None:
-    reply = model.handle(text)
-    return None if reply is None else reply.decode("latin-1").rstrip("\n")
-
-
-def errors(model) -> list[str]:
-    out = []
-    while (e := ask(model, "SYST:ERR?")) != NO_ERROR:
-        out.append(e)
-    return out
+from tests.sim import ask, errors
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from instruments.smu import Smu
 from sim_backend.instruments import model_class
 from sim_backend.instruments.k2450 import Keithley2450Sim
 from sim_backend.physics.waveform import pulse_train
+from tests.sim import ask
+from tests.sim import errors as drain_errors
 
 NR3 = re.compile(r"-?\d\.\d{6}E[+-]\d{2}")
 APERTURE_1PLC = 1 / 50  # default line frequency 50 Hz
@@ -25,18 +27,8 @@ def k(dendrite_bench):
     return Keithley2450Sim(dendrite_bench, "smu")
 
 
-def ask(model, text: str) -> str | None:
-    reply = model.handle(text)
-    return None if reply is None else reply.decode("latin-1").rstrip("\n")
-
-
 def errors(model) -> list[str]:
-    out = []
-    while True:
-        e = ask(model, ":SYST:ERR?")
-        if e == '0,"No error"':
-            return out
-        out.append(e)
+    return drain_errors(model, no_error='0,"No error"')
 
 
 def floats(text: str) -> list[float]:
