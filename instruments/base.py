@@ -390,6 +390,21 @@ class Instrument:
         if self.auto_check_errors:
             self.check_errors()
 
+    @contextlib.contextmanager
+    def deferred_errors(self) -> Iterator[None]:
+        """Read the error queue once when the block ends instead of after every command: for
+        tight loops of configuration commands (a matrix stepping word lines), where the check
+        would double the traffic. Errors still raise, at the end of the block; a block left by
+        an exception does not read the queue (the caller's cleanup does)."""
+        was = self.auto_check_errors
+        self.auto_check_errors = False
+        try:
+            yield
+        finally:
+            self.auto_check_errors = was
+        if was:
+            self.check_errors()
+
     # --- resynchronisation -----------------------------------------------------------------
 
     def resync(self, attempts: int = RESYNC_ATTEMPTS) -> bool:

@@ -27,7 +27,7 @@ Format (values are examples; voltages in V, times in s, conductances in S)::
       layers:                   # hidden layer, then output layer
         - arrays:               # one per branch, in the layout's branch order
             - {rows: {matrix: m1, row: A, first: 1}, gates: {matrix: m3, row: B, first: 1},
-               sense: sense1}
+               sense: [sense1a, sense1b]}   # or one role: sense: sense1
           dendrites:            # one per branch: the SMU role that pulses and reads it
             - {smu: dend, route: {matrix: m3, row: C, column: 70}}
           somas:                # one or more; neuron n uses somas[n % len(somas)]
@@ -35,7 +35,11 @@ Format (values are examples; voltages in V, times in s, conductances in S)::
 
 Matrix columns count across cards (``first: 13`` is slot 2, column 1 of 12-column cards). An
 array's source lines are wired to its ``sense`` SMU role (held at 0 V: it reads the column whose
-word line is on); its rows and word lines go through the matrices.
+word line is on); its rows and word lines go through the matrices. ``sense`` may list K roles:
+the columns then split into K equal contiguous groups, group k's source lines on role k, and a
+read turns on one word line per group at once (column j of every group): a bit plane takes
+columns / K word-line steps instead of one per column. Every array of a layer has the same K
+(their word lines may share traces), and no sense role reads two groups of one layer.
 """
 
 from __future__ import annotations
@@ -100,17 +104,23 @@ class LineBank:
 @dataclass(frozen=True)
 class ArraySpec:
     """One branch's array: ``n_rows`` inputs x ``2 n_neurons`` columns (G+ at 2n, G- at 2n+1,
-    0-based), rows and word lines through the matrices, source lines on the ``sense`` SMU."""
+    0-based), rows and word lines through the matrices, source lines on the ``sense`` SMUs (one
+    per equal contiguous column group)."""
 
     rows: LineBank
     gates: LineBank
-    sense: str
+    sense: tuple[str, ...]
     n_rows: int
     n_neurons: int
 
     @property
     def n_cols(self) -> int:
         return 2 * self.n_neurons
+
+    @property
+    def group_cols(self) -> int:
+        """Columns per sense group (word-line steps of one bit plane)."""
+        return self.n_cols // len(self.sense)
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,7 @@ class Board:
         names = {self.rows_smu, self.gates_smu}
         for layer in self.layers:
             for a in layer.arrays:
-                names |= {a.sense, a.rows.matrix, a.gates.matrix}
+                names |= {*a.sense, a.rows.matrix, a.gates.matrix}
             for d in (*layer.dendrites, *layer.somas):
                 names.add(d.smu)
                 if d.route is not None:
@@ -212,6 +222,21 @@ def _row(value: Any, where: str) -> str:
     if len(letter) != 1 or letter not in ROW_LETTERS:
         raise ParameterError(f"{where} = {value!r:.20}: a matrix row is one of {ROW_LETTERS}")
     return letter
+
+
+def _senses(value: Any, where: str, n_cols: int) -> tuple[str, ...]:
+    """One role, or a list of roles splitting the columns into equal groups."""
+    if isinstance(value, str):
+        return (_role(value, where),)
+    if not isinstance(value, Sequence) or not value:
+        raise ParameterError(f"{where}: expected an SMU role or a list of SMU roles")
+    roles = tuple(_role(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if len(set(roles)) != len(roles):
+        raise ParameterError(f"{where}: a role appears twice in {list(roles)}")
+    if n_cols % len(roles):
+        raise ParameterError(f"{where}: {len(roles)} sense roles do not split {n_cols} columns "
+                             f"into equal groups")
+    return roles
 
 
 def _bank(value: Any, where: str, lines: int) -> LineBank:
@@ -302,7 +327,16 @@ def parse_board(data: Any, branch_sizes: Sequence[int], output_blocks: int,
             am = _map(item, aw, {"rows", "gates", "sense"})
             specs.append(ArraySpec(_bank(am.get("rows"), f"{aw}.rows", n_rows),
                                    _bank(am.get("gates"), f"{aw}.gates", 2 * neurons),
-                                   _role(am.get("sense"), f"{aw}.sense"), n_rows, neurons))
+                                   _senses(am.get("sense"), f"{aw}.sense", 2 * neurons),
+                                   n_rows, neurons))
+        if len({len(a.sense) for a in specs}) > 1:
+            raise ParameterError(f"{lw}.arrays: every array of a layer needs the same number of "
+                                 f"sense roles (a read steps their word lines together)")
+        taken = [r for a in specs for r in a.sense]
+        if len(set(taken)) != len(taken):
+            twice = sorted({r for r in taken if taken.count(r) > 1})
+            raise ParameterError(f"{lw}.arrays: sense role(s) {twice} read two column groups "
+                                 f"(their currents would add)")
         parsed.append(LayerSpec(
             tuple(specs),
             tuple(_device(d, f"{lw}.dendrites[{i}]") for i, d in enumerate(dendrites)),

@@ -2,12 +2,13 @@
 layer by layer, recording per image what the board read and decided.
 
 One image on one layer (docs/board.md): the input codes go in bit-serially (the rows of every
-'1' bit at ``read_v``, one plane per bit), each word line in turn while every array's sense SMU
-reads its column; the host adds the planes and pairs into branch sums and normalises them
-(``board_math``); each branch's dendrite gets one pulse per neuron at ``v_max u`` and its current
-is the branch output; the somas get one pulse per neuron at the calibrated drive of their summed
-input, and their current is the neuron's output. Hidden outputs become the next layer's codes;
-the output layer's readings give the label. No files here beyond the step writers handed in.
+'1' bit at ``read_v``, one plane per bit), one word-line step at a time while every array's
+sense SMUs read their columns; the host adds the planes and pairs into branch sums and
+normalises them (``board_math``); each branch's dendrite gets one pulse per neuron at
+``v_max u`` and its current is the branch output; the somas get one pulse per neuron at the
+calibrated drive of their summed input, and their current is the neuron's output. Hidden outputs
+become the next layer's codes; the output layer's readings give the label. No files here beyond
+the step writers handed in.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ GATE_COMPLIANCE_A = 1e-4
 
 
 def _by_instrument(drivers: Sequence[Any]) -> list[tuple[Any, list[int] | None, list[int]]]:
-    """Sense SMUs grouped by instrument: (driver, its channels or None, the arrays they read).
-    Channels of one instrument that reads channel lists take one query per word line."""
+    """Sense SMUs grouped by instrument: (driver, its channels or None, the indices in
+    ``drivers`` they are). Channels of one instrument that reads channel lists take one query
+    per word-line step."""
     groups: dict[int, tuple[Any, list[int], list[int]]] = {}
     for b, smu in enumerate(drivers):
         key = id(smu.resource)
@@ -76,6 +77,15 @@ class Router:
     def clear(self) -> None:
         self.set(rows=(), gate=(), device=())
 
+    @contextlib.contextmanager
+    def deferred_errors(self) -> Iterator[None]:
+        """Every matrix's error queue read once at the end of the block (``deferred_errors``
+        of the driver) instead of after each route."""
+        with contextlib.ExitStack() as stack:
+            for matrix in self.matrices.values():
+                stack.enter_context(matrix.deferred_errors())
+            yield
+
 
 @dataclass
 class Pulses:
@@ -94,7 +104,8 @@ class BoardIO:
         self.board = board
         self.rows = instruments.driver(board.rows_smu)
         self.gates = instruments.driver(board.gates_smu)
-        self.sense = [[instruments.driver(a.sense) for a in layer.arrays]
+        # per layer, the sense drivers array by array, group by group (index b * K + k)
+        self.sense = [[instruments.driver(role) for a in layer.arrays for role in a.sense]
                       for layer in board.layers]
         self.devices = {d.smu: instruments.driver(d.smu) for layer in board.layers
                         for d in (*layer.dendrites, *layer.somas)}
@@ -147,30 +158,36 @@ class BoardIO:
                 for i in np.flatnonzero(m)]
 
     @staticmethod
-    def gate_points(arrays: Sequence[ArraySpec], column: int) -> set[Crosspoint]:
-        """Crosspoints of word line ``column`` (0-based) of every array of a layer (shared pins
-        give one crosspoint)."""
-        return {a.gates.crosspoint(column) for a in arrays}
+    def step_points(arrays: Sequence[ArraySpec], step: int) -> set[Crosspoint]:
+        """Crosspoints of word-line step ``step``: column ``step`` of every sense group of every
+        array of a layer (word lines shared by the arrays give one crosspoint)."""
+        return {a.gates.crosspoint(k * a.group_cols + step) for a in arrays
+                for k in range(len(a.sense))}
 
     def read_columns(self, layer: int, masks: Sequence[np.ndarray], reads: int = 1
                      ) -> np.ndarray:
         """Column currents (arrays, columns) with the masked rows at ``read_v`` (one bit plane):
-        each word line in turn, every array's sense SMU read while it is on. The row driver
-        and word-line driver must be holding (``biased``)."""
+        word-line step by step (one column of each sense group on), every sense SMU read while
+        its column is on. The row driver and word-line driver must be holding (``biased``).
+        The matrices' error queues are read once at the end of the plane, not after every
+        step (``deferred_errors``): a route the matrix refused fails the plane, never a file."""
         arrays = self.board.layers[layer].arrays
         self.router.set(rows=self.row_points(arrays, masks), device=())
         groups = self._sense_groups[layer]
-        out = np.empty((len(arrays), arrays[0].n_cols))
-        for j in range(arrays[0].n_cols):
-            self.router.set(gate=self.gate_points(arrays, j))
-            for smu, channels, branches in groups:
-                # the sense SMU sinks the column current: it reads minus it
-                total = 0.0
-                for _ in range(reads):
-                    total = total + (smu.measure_current() if channels is None
-                                     else np.asarray(smu.measure_currents(channels)))
-                out[branches, j] = -total / reads
-        return out
+        k_groups, steps = len(arrays[0].sense), arrays[0].group_cols
+        out = np.empty((len(arrays) * k_groups, steps))
+        with self.router.deferred_errors():
+            for j in range(steps):
+                self.router.set(gate=self.step_points(arrays, j))
+                for smu, channels, slots in groups:
+                    # the sense SMU sinks the column current: it reads minus it
+                    total = 0.0
+                    for _ in range(reads):
+                        total = total + (smu.measure_current() if channels is None
+                                         else np.asarray(smu.measure_currents(channels)))
+                    out[slots, j] = -total / reads
+        # slot b * K + k holds columns k * steps .. of array b: row-major reshape puts them there
+        return out.reshape(len(arrays), k_groups * steps)
 
     def select_cell(self, layer: int, branch: int, row: int, column: int) -> None:
         """Route the row driver to one bit line and the word-line driver to one word line."""

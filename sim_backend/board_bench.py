@@ -1,7 +1,7 @@
 """The simulated dendritic board of the digits network, generated: its bench file and roles file.
 
 Why generated: the board has seven 1T1R arrays, 25 dendrites and somas, three 707B matrices with
-hundreds of wired crosspoints and six B2902A SMUs; written by hand, one wrong column would short
+hundreds of wired crosspoints and nine B2902A SMUs; written by hand, one wrong column would short
 two lines or leave a cell unreachable. These pure functions build both files from one plan, and
 ``python -m sim_backend.board_bench`` rewrites them:
 
@@ -16,9 +16,12 @@ of 8 hidden units; every array column pair is one neuron's differential pair G+/
   has its own variation), dendrites D1..D7 (3 + 4, one per branch), somas L1s1..L1s8 (hidden
   neuron n uses soma n % 8) and L2s1..L2s10 (one per output);
 - SMU A channel 1 ``rows`` drives the selected bit lines, channel 2 ``gates`` the selected word
-  lines; ``sense1``..``sense7`` (one channel per array) are wired to ALL source lines of their
-  array and read the column whose word line is on; ``dend`` and ``soma`` pulse the dendrite or
-  soma routed to them;
+  lines; each array's columns split into two halves, and the source lines of half k of array b
+  are wired to ``sense<b><k>`` (``sense1a``, ``sense1b``, ...; ``Shape.sense_split`` per layer:
+  with one group the role is ``sense<b>``), which reads the column of its half whose word line
+  is on: a bit plane takes 32 word-line steps on layer 1 (10 on layer 2) instead of 64 (20).
+  The sense channels fill B2902As two by two, layer by layer; ``dend`` and ``soma`` (the last
+  B2902A) pulse the dendrite or soma routed to them;
 - m1: columns 1-64 = layer-1 bit lines, row A = rows. m3: columns 1-64 = layer-1 word lines, each
   one trace to g_j of all three layer-1 arrays (a list-of-ports column), row B = gates; columns
   65-72 = layer-1 somas, row D = soma. m2: columns 1-32 = layer-2 bit lines (row A), 33-52 =
@@ -93,12 +96,18 @@ class Shape:
     input_bits: int = 4
     seed: int = 1
     visa_library: str = "../../sim_backend/benches/board.yaml@dendrosim"
+    #: Sense groups per array, per layer (each group its own sense channel).
+    sense_split: tuple[int, int] = (2, 2)
 
     def __post_init__(self) -> None:
         if self.hidden % OUTPUT_BLOCKS or not 4 <= self.hidden <= 32:
             raise ValueError(f"hidden = {self.hidden}: a multiple of 4 in 4..32")
         if not 1 <= self.layer1_somas <= 72 - 2 * self.hidden:
             raise ValueError(f"layer1_somas = {self.layer1_somas}: 1..{72 - 2 * self.hidden}")
+        for cols, k in zip((2 * self.hidden, 2 * OUTPUTS), self.sense_split, strict=True):
+            if not 1 <= k <= 4 or cols % k:
+                raise ValueError(f"sense_split = {self.sense_split}: 1..4 groups dividing "
+                                 f"{cols} columns")
 
 
 #: The packaged board (``sim_backend/benches/board.yaml``).
@@ -126,14 +135,19 @@ class Matrix:
     serial: str
 
 
-SMUS = (
-    Smu("smu_a", "TCPIP0::192.0.2.31::inst0::INSTR", "MY51143801", ("rows", "gates")),
-    Smu("smu_b", "TCPIP0::192.0.2.32::inst0::INSTR", "MY51143802", ("sense1", "sense2")),
-    Smu("smu_c", "TCPIP0::192.0.2.33::inst0::INSTR", "MY51143803", ("sense3", "sense4")),
-    Smu("smu_d", "TCPIP0::192.0.2.34::inst0::INSTR", "MY51143804", ("sense5", "sense6")),
-    Smu("smu_e", "TCPIP0::192.0.2.35::inst0::INSTR", "MY51143805", ("sense7", None)),
-    Smu("smu_f", "TCPIP0::192.0.2.36::inst0::INSTR", "MY51143806", ("dend", "soma")),
-)
+def smus(shape: Shape = PACKAGED) -> list[Smu]:
+    """SMU A (rows, gates), the sense channels two per B2902A (a layer's channels never share an
+    instrument with the other layer's), then the dendrite and soma pulser."""
+    channel_pairs: list[tuple[str | None, str | None]] = [("rows", "gates")]
+    for layer in (0, 1):
+        roles = [r for a in arrays(shape) if a.layer == layer for r in a.sense]
+        roles += [None] * (len(roles) % 2)
+        channel_pairs += list(zip(roles[::2], roles[1::2], strict=True))
+    channel_pairs.append(("dend", "soma"))
+    return [Smu(f"smu_{chr(ord('a') + n)}", f"TCPIP0::192.0.2.{31 + n}::inst0::INSTR",
+                f"MY511438{1 + n:02d}", pair) for n, pair in enumerate(channel_pairs)]
+
+
 MATRICES = (
     Matrix("m1", "GPIB0::16::INSTR", "04089801"),
     Matrix("m2", "GPIB0::17::INSTR", "04089802"),
@@ -151,7 +165,8 @@ SOMA_LIMITS = {"voltage_min_v": -10.0, "voltage_max_v": 10.0, "current_max_a": 2
 
 @dataclass(frozen=True)
 class ArrayPlan:
-    """One branch array: its lines' matrix columns (mainframe-wide, 1-based) and sense role."""
+    """One branch array: its lines' matrix columns (mainframe-wide, 1-based) and sense roles
+    (one per equal group of columns)."""
 
     name: str
     layer: int
@@ -161,7 +176,7 @@ class ArrayPlan:
     row_first: int
     gate_matrix: str
     gate_first: int
-    sense: str
+    sense: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -176,17 +191,26 @@ class DevicePlan:
     column: int
 
 
+def _sense_roles(number: int, groups: int) -> tuple[str, ...]:
+    """``sense<n>`` for one group, else ``sense<n>a``, ``sense<n>b``, ..."""
+    if groups == 1:
+        return (f"sense{number}",)
+    return tuple(f"sense{number}{chr(ord('a') + k)}" for k in range(groups))
+
+
 def arrays(shape: Shape = PACKAGED) -> list[ArrayPlan]:
     """The seven arrays in layout order: layer-1 branches, then layer-2 branches."""
     out = []
     first = 1
+    k1, k2 = shape.sense_split
     for b, n in enumerate(BRANCH_SIZES, 1):
-        out.append(ArrayPlan(f"L1b{b}", 0, n, 2 * shape.hidden, "m1", first, "m3", 1, f"sense{b}"))
+        out.append(ArrayPlan(f"L1b{b}", 0, n, 2 * shape.hidden, "m1", first, "m3", 1,
+                             _sense_roles(b, k1)))
         first += n
     block = shape.hidden // OUTPUT_BLOCKS
     for b in range(1, OUTPUT_BLOCKS + 1):
         out.append(ArrayPlan(f"L2b{b}", 1, block, 2 * OUTPUTS, "m2", 1 + (b - 1) * block, "m2",
-                             shape.hidden + 1, f"sense{len(BRANCH_SIZES) + b}"))
+                             shape.hidden + 1, _sense_roles(len(BRANCH_SIZES) + b, k2)))
     return out
 
 
@@ -208,9 +232,9 @@ def somas(shape: Shape = PACKAGED) -> list[DevicePlan]:
     return l1 + l2
 
 
-def role_terminals() -> dict[str, str]:
+def role_terminals(shape: Shape = PACKAGED) -> dict[str, str]:
     """Role -> bench terminal ``<smu>/<channel>``."""
-    return {role: f"{smu.name}/{ch}" for smu in SMUS
+    return {role: f"{smu.name}/{ch}" for smu in smus(shape)
             for ch, role in enumerate(smu.roles, 1) if role is not None}
 
 
@@ -241,7 +265,7 @@ def matrix_row_roles(shape: Shape = PACKAGED) -> dict[str, list[str]]:
 def matrix_options(role: str, shape: Shape = PACKAGED) -> dict[str, Any]:
     """The simulated 707B's ``slots`` option: every slot gets the matrix's row terminals (the
     backplane joins card rows); card columns carry one port or a list (a shared trace)."""
-    terms = role_terminals()
+    terms = role_terminals(shape)
     rows = {ROW_OF[r]: terms[r] for r in matrix_row_roles(shape)[role]}
     slots: dict[int, dict[str, Any]] = {}
     columns = matrix_columns(shape)[role]
@@ -257,7 +281,7 @@ def matrix_options(role: str, shape: Shape = PACKAGED) -> dict[str, Any]:
 
 def bench_section(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The ``bench:`` section: devices with consecutive device ids (array cells take one id
-    each), and the fixed wiring of the sense SMUs to every source line of their array."""
+    each), and the fixed wiring of each sense SMU to every source line of its column group."""
     devices: dict[str, Any] = {}
     dev = 0
     for a in arrays(shape):
@@ -267,9 +291,13 @@ def bench_section(shape: Shape = PACKAGED) -> dict[str, Any]:
     for d in (*dendrites(shape), *somas(shape)):
         devices[d.name] = {"kind": d.kind, "die": 0, "device": dev}
         dev += 1
-    terms = role_terminals()
-    wiring = {terms[a.sense]: [f"{a.name}.s{j}" for j in range(1, a.cols + 1)]
-              for a in arrays(shape)}
+    terms = role_terminals(shape)
+    wiring = {}
+    for a in arrays(shape):
+        size = a.cols // len(a.sense)
+        for k, role in enumerate(a.sense):
+            wiring[terms[role]] = [f"{a.name}.s{j}" for j in range(k * size + 1,
+                                                                   (k + 1) * size + 1)]
     return {"seed": shape.seed, "models": MODELS, "noise": True, "host_latency_s": HOST_LATENCY_S,
             "host_time": "virtual", "devices": devices, "wiring": wiring}
 
@@ -279,7 +307,7 @@ def sim_file(shape: Shape = PACKAGED) -> dict[str, Any]:
     eom = {"q": "\n", "r": "\n"}
     devices: dict[str, Any] = {}
     resources: dict[str, Any] = {}
-    for smu in SMUS:
+    for smu in smus(shape):
         key = f"b2902_{smu.name}"
         devices[key] = {"eom": {"TCPIP INSTR": dict(eom)}, "error": "ERROR",
                         "dialogues": [{"q": "*IDN?",
@@ -304,7 +332,7 @@ def board_section(shape: Shape = PACKAGED) -> dict[str, Any]:
                                   "first": a.row_first},
                          "gates": {"matrix": a.gate_matrix, "row": ROW_OF["gates"],
                                    "first": a.gate_first},
-                         "sense": a.sense}
+                         "sense": a.sense[0] if len(a.sense) == 1 else list(a.sense)}
                         for a in arrays(shape) if a.layer == k]
 
         def routed(devs: list[DevicePlan], layer: int = k) -> list[dict[str, Any]]:
@@ -329,7 +357,7 @@ def _limits(role: str) -> dict[str, float]:
 def roles_file(shape: Shape = PACKAGED) -> dict[str, Any]:
     """The roles file: ``visa_library``, ``instruments`` (with user limits) and ``board``."""
     instruments: dict[str, Any] = {}
-    for smu in SMUS:
+    for smu in smus(shape):
         for ch, role in enumerate(smu.roles, 1):
             if role is not None:
                 instruments[role] = {"address": smu.address, "model": "B2902A", "channel": ch,
@@ -345,8 +373,9 @@ SIM_HEADER = """\
 # The simulated dendritic board of the digits network (issue 14; docs/board.md), opened by
 # dendrolab/benches/board-sim.yaml as ResourceManager("<this file>@dendrosim").
 # Arrays L1b1-3 (layer 1: 24/16/24 x 64) and L2b1-4 (layer 2: 8 x 20), dendrites D1-D7, somas
-# L1s1-8 and L2s1-10. B2902A smu_a: ch1 rows (bit lines), ch2 gates (word lines); smu_b..smu_e:
-# sense1-7, each wired to every source line of one array; smu_f: ch1 dend, ch2 soma. 707B m1:
+# L1s1-8 and L2s1-10. B2902A smu_a: ch1 rows (bit lines), ch2 gates (word lines); smu_b..smu_h:
+# sense1a-7b, each wired to the source lines of one half of an array; smu_i: ch1 dend, ch2 soma.
+# 707B m1:
 # layer-1 bit lines (row A); m3: layer-1 word lines (row B, one trace to g_j of all three arrays)
 # and layer-1 somas (row D); m2: layer-2 bit lines (A), word lines (B), dendrites (C), output
 # somas (D). Every slot carries the matrix's row terminals (the backplane joins card rows).

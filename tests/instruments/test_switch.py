@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dendrolab.errors import ParameterError
+from dendrolab.errors import InstrumentError, ParameterError
 from instruments.switch import K707B, K708B, SwitchMatrix
 from tests.instruments import FakeResource
 
@@ -46,6 +46,27 @@ def test_unroute_open_all_reset():
         "print(errorqueue.count)",
         "reset()",
     ]
+
+
+def test_deferred_errors_read_the_queue_once_at_the_end():
+    """A tight loop of routes (a board stepping word lines) checks the queue once, and a
+    refused route still raises when the block ends."""
+    sw, fake = make()
+    with sw.deferred_errors():
+        sw.route_set([("B", 1, 1)])
+        sw.route_set([("B", 2, 1)])
+    assert fake.commands == ['channel.exclusiveclose("1B01")', 'channel.exclusiveclose("1B02")',
+                             "print(errorqueue.count)"]
+    assert sw.auto_check_errors
+    sw, fake = make(replies={"print(errorqueue.count)": ["1.00000e+00", "0.00000e+00"],
+                             "print(errorqueue.next())": "1115\tExpected a row\t0\t1"})
+    with pytest.raises(InstrumentError, match="1 error"), sw.deferred_errors():
+        sw.route_set([("B", 1, 1)])
+    sw, fake = make()
+    with pytest.raises(RuntimeError), sw.deferred_errors():
+        sw.route_set([("B", 1, 1)])
+        raise RuntimeError
+    assert fake.commands == ['channel.exclusiveclose("1B01")'] and sw.auto_check_errors
 
 
 def test_closed_channels():

@@ -30,7 +30,8 @@ def _board(layout: BranchLayout, hidden: int, outputs: int, bits: int, *, name: 
     for k, sizes in enumerate((layout.branch_sizes, (hidden // blocks,) * blocks)):
         layers.append({
             "arrays": [{"rows": {"matrix": f"r{k}{b}", "row": "A", "first": 1},
-                        "gates": {"matrix": f"g{k}", "row": "B", "first": 1}, "sense": "sense"}
+                        "gates": {"matrix": f"g{k}", "row": "B", "first": 1},
+                        "sense": f"sense{k}{b}"}
                        for b in range(len(sizes))],
             "dendrites": [{"smu": "dend"}] * len(sizes),
             "somas": [{"smu": "soma"}] * somas[k]})

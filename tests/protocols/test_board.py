@@ -31,6 +31,9 @@ def test_packaged_board_parses(packaged):
     assert len(l1.dendrites) == 3 and len(l2.dendrites) == 4
     assert len(l1.somas) == 8 and len(l2.somas) == 10
     assert set(board.roles()) <= set(packaged["instruments"])
+    # every array's columns split into two sense groups: 32 (10) word-line steps per plane
+    assert l1.arrays[0].sense == ("sense1a", "sense1b") and l1.arrays[0].group_cols == 32
+    assert l2.arrays[3].sense == ("sense7a", "sense7b") and l2.arrays[3].group_cols == 10
     # matrix columns count across 12-column cards
     cp = l1.arrays[1].rows.crosspoint(0)
     assert cp == Crosspoint("m1", "A", 25) and (cp.slot, cp.card_column) == (3, 1)
@@ -65,6 +68,11 @@ def _broken(packaged: dict, path: str, value) -> dict:
     ("layers.0.arrays.1.rows.first", 1, "carries both"),
     ("layers.1.somas", "soma", "at least one"),
     ("colour", 1, "unknown key"),
+    ("layers.0.arrays.0.sense", ["s1", "s2", "s3"], "do not split 64 columns"),
+    ("layers.0.arrays.0.sense", ["s1", "s1"], "appears twice"),
+    ("layers.0.arrays.0.sense", [], "expected an SMU role"),
+    ("layers.0.arrays.0.sense", "sense1a", "same number of sense roles"),
+    ("layers.0.arrays.1.sense", ["sense1a", "x"], r"\['sense1a'\] read two column groups"),
 ])
 def test_mistakes_are_one_line_errors(packaged, path, value, words):
     with pytest.raises(ParameterError, match=words) as err:

@@ -23,7 +23,9 @@ from analysis.network.layout import digits_layout
 from analysis.network.model import NetConfig, Params
 from analysis.network.modelfile import save_model
 from dendrolab.errors import ParameterError, RunFileError
+from instruments.bench_config import InstrumentSet, load_bench_config
 from protocols import board_run as br
+from protocols.board_io import BoardIO
 from protocols.runfile import RunReader
 from sim_backend.bench import Bench
 from sim_backend.board_bench import Shape, write_pair
@@ -171,3 +173,35 @@ def test_kill_9_mid_inference_resumes_with_every_image_once(board, tmp_path):
     assert loop.images == 25 and loop.agreement >= 0.8
     with pytest.raises(RunFileError, match="completed"):
         br.resume(path)
+
+
+
+def _read_plane(roles: Path, masks: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Layer-1 column currents of one bit plane on a fresh board, and array 1's sense roles."""
+    config = load_bench_config(roles)
+    board = br.load_board(config)
+    with InstrumentSet(config) as instruments:
+        io = BoardIO(board, instruments)
+        io.setup()
+        with io.biased():
+            currents = io.read_columns(0, masks)
+        io.idle()
+    return currents, board.layers[0].arrays[0].sense
+
+
+def test_split_sense_groups_read_the_same_columns_in_half_the_steps(tmp_path):
+    """Two sense channels per array (the packaged board's wiring) read every column exactly as
+    one channel per array does: the read noise is keyed per cell and read, so the two boards
+    (the same cells) give bit-identical currents; only the word-line steps halve."""
+    rng = np.random.default_rng(3)
+    masks = [rng.random(n) < 0.5 for n in (24, 16, 24)]
+    found = {}
+    for k in (1, 2):
+        folder = tmp_path / f"k{k}"
+        folder.mkdir()
+        roles = write_pair(folder, Shape(hidden=4, layer1_somas=2, sense_split=(k, k)))[1]
+        found[k] = _read_plane(roles, masks)
+    (a, sense_a), (b, sense_b) = found[1], found[2]
+    assert (len(sense_a), len(sense_b)) == (1, 2)
+    assert a.shape == b.shape == (3, 8)
+    assert np.all(a > 0) and np.array_equal(a, b)

@@ -103,7 +103,8 @@ def test_board_section_parses_for_the_digits_layout():
     assert (b.hidden, b.outputs, b.input_bits) == (32, 10, 4)
     hidden, output = b.layers
     assert [(a.n_rows, a.n_cols, a.rows.matrix, a.rows.first, a.sense) for a in hidden.arrays] \
-        == [(24, 64, "m1", 1, "sense1"), (16, 64, "m1", 25, "sense2"), (24, 64, "m1", 41, "sense3")]
+        == [(24, 64, "m1", 1, ("sense1a", "sense1b")), (16, 64, "m1", 25, ("sense2a", "sense2b")),
+            (24, 64, "m1", 41, ("sense3a", "sense3b"))]
     assert {(a.gates.matrix, a.gates.row, a.gates.first) for a in hidden.arrays} == {("m3", "B", 1)}
     assert [(a.n_rows, a.n_cols, a.rows.first) for a in output.arrays] == \
         [(8, 20, 1), (8, 20, 9), (8, 20, 17), (8, 20, 25)]
@@ -135,7 +136,8 @@ def test_every_role_opens_and_identifies_through_the_roles_file():
         ids = inst.identities()
         assert set(ids) == set(roles_data()["instruments"])
         assert {ids[r].model for r in ids} == {"B2902A", "707B"}
-        assert ids["sense1"].serial != ids["sense3"].serial         # six distinct SMUs
+        assert ids["sense1a"].serial == ids["sense1b"].serial       # two channels of one SMU
+        assert len({ids[r].serial for r in ids if r not in ("m1", "m2", "m3")}) == 9
         assert len({ids[r].serial for r in ("m1", "m2", "m3")}) == 3
 
 
@@ -191,8 +193,9 @@ def test_one_set_pulse_through_m1_and_m3_writes_only_that_cell(rig):
 
 
 def test_a_sense_smu_reads_the_kirchhoff_current_of_the_driven_rows(rig):
-    """Bit-plane read: rows of all three layer-1 arrays on m1 row A at read_v, one word line on;
-    each sense SMU reads -sum_i G_ij V (1 + eps V^2) over its array's driven rows."""
+    """Bit-plane read: rows of all three layer-1 arrays on m1 row A at read_v, one word line on
+    (column 42, in the second half); each array's second-half sense SMU reads
+    -sum_i G_ij V (1 + eps V^2) over its driven rows, the first-half ones nothing."""
     b = rig.board
     driven = {"L1b1": [0, 3, 4, 11, 23], "L1b2": [1, 15], "L1b3": [2, 7, 8, 9, 20, 21]}
     j = 41
@@ -204,7 +207,7 @@ def test_a_sense_smu_reads_the_kirchhoff_current_of_the_driven_rows(rig):
     gates.configure_source_voltage(1e-4)
     gates.set_voltage(b.gate_v)
     gates.output_on()
-    sense = [rig[f"sense{k}"] for k in range(1, 5)]
+    sense = [rig[f"sense{k}{half}"] for half in "ba" for k in range(1, 5)]
     for smu in sense:
         smu.configure_source_voltage(1e-3)
         smu.configure_measure(aperture_s=20e-6)
@@ -223,7 +226,7 @@ def test_a_sense_smu_reads_the_kirchhoff_current_of_the_driven_rows(rig):
         want = -np.sum(g * v * (1 + eps * v * v))
         # each cell draws 2 % read noise: the column sum is within a few sigma of it
         assert reading == pytest.approx(want, rel=0.06), name
-    assert got[3] == 0.0                                   # layer 2: no word line on
+    assert got[3:] == [0.0] * 5        # layer 2 (no word line on) and the first halves
     # Kirchhoff: the rows SMU sources what leaves through the three source-line banks
     assert rows.measure_iv().current_a == pytest.approx(-sum(got[:3]), rel=0.05)
 
