@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -30,6 +30,10 @@ PORT_HELP = "r<row>, g<column>, s<column>"
 READ_DOSE_FLOOR = 1e-6
 #: Read-noise stream of a cell: the synapse model's own (``SynapseArray.read``).
 READ_STREAM = "read.synapse"
+#: Read-noise draws made at once per cell (``ArrayDut._read_noise``).
+NOISE_BLOCK = 32
+#: Most distinct (letter, lines, gate pattern) read plans an array remembers.
+MAX_READ_PLANS = 4096
 
 
 class ArrayDut:
@@ -64,6 +68,23 @@ class ArrayDut:
         p = cells.p  # bound on any cell's switching rate at |V|: k_max exp(|V| / v0_min)
         self._k_max = float(max(p["k_set_per_s"].max(), p["k_reset_per_s"].max()))
         self._v0_min = float(min(p["v_set_v"].min(), p["v_reset_v"].min()))
+        self._rate: float | None = None  # the bound at the present lines; None: lines changed
+        self._key: object = None  # the key of the last ``set_lines`` (None: lines set since)
+        # ``_rate_bound``'s parts, each with the line voltages (bytes) it was computed from
+        self._bound_row, self._max_row = b"", np.float64(0.0)
+        self._bound_src, self._abs_src = b"", np.zeros(cols)
+        # (letter, lines, gate pattern) -> the cells a line read sums (``_read_cells``)
+        self._reads: dict[tuple[str, bytes, bytes], tuple[np.ndarray, ...]] = {}
+        # read-noise factors served ahead (``_read_noise``): per cell a block of NOISE_BLOCK
+        # factors 1 + sigma z (z its standard normal draws, sigma ``_noise_sigma``) for events
+        # base .. base + NOISE_BLOCK - 1 (none drawn yet: a base no event reaches); the table
+        # is made on the first noisy read (``_gain_flat``, a flat view: cell c, event base + k
+        # at c * NOISE_BLOCK + k)
+        self._noise_gain: np.ndarray | None = None
+        self._gain_flat: np.ndarray | None = None
+        self._noise_base = np.full(rows * cols, -NOISE_BLOCK, dtype=np.int64)
+        self._noise_keys = cells.keys  # the keys the blocks were drawn for (see _read_noise)
+        self._noise_sigma = 0.0  # the sigma the factors were computed with
 
     # --------------------------------------------------------------------- ports
     def parse_port(self, port: str) -> tuple[str, int] | None:
@@ -86,12 +107,18 @@ class ArrayDut:
     def _line(self, letter: str) -> np.ndarray:
         return self.v_row if letter == "r" else self.v_gate if letter == "g" else self.v_src
 
-    def set_lines(self, values: Sequence[tuple[str, int | np.ndarray, float]]) -> None:
+    def set_lines(self, values: Iterable[tuple[str, int | np.ndarray, float]],
+                  key: object = None) -> None:
         """Set line voltages: every line to 0 V, then each ``(letter, index or index array,
-        volts)``."""
-        self.v_row[:] = 0.0
-        self.v_gate[:] = 0.0
-        self.v_src[:] = 0.0
+        volts)``. A caller's ``key`` equal to the previous call's (and no line set since) means
+        the same values: nothing to do (``values`` is not even iterated)."""
+        if key is not None and key == self._key:
+            return
+        self._key = key
+        self._rate = None
+        self.v_row.fill(0.0)
+        self.v_gate.fill(0.0)
+        self.v_src.fill(0.0)
         for letter, index, volts in values:
             self._line(letter)[index] = volts
 
@@ -100,6 +127,7 @@ class ArrayDut:
 
     def set_line(self, letter: str, index: int, volts: float) -> None:
         """One line's voltage (a source in compliance holds it below its level)."""
+        self._rate = self._key = None
         self._line(letter)[index] = volts
 
     # --------------------------------------------------------------------- state
@@ -123,12 +151,9 @@ class ArrayDut:
         if not dt > 0:
             return
         if not self._ages:
-            gate_on = self.v_gate > 0
-            if not gate_on.any():
-                return
-            # |V| of any gated cell is at most max|v_row| + max|v_src| over gated columns
-            bound = float(np.abs(self.v_row).max() + np.abs(self.v_src[gate_on]).max())
-            if self._k_max * math.exp(min(bound / self._v0_min, 700.0)) * dt < READ_DOSE_FLOOR:
+            if self._rate is None:
+                self._rate = self._rate_bound()
+            if self._rate * dt < READ_DOSE_FLOOR:
                 return  # a read: no cell gets a dose that could move it (class docstring)
         vc = self.cell_voltages().ravel()
         gates = np.broadcast_to(self.v_gate[None, :], (self.rows, self.cols)).ravel()
@@ -143,6 +168,24 @@ class ArrayDut:
                 return
         self.cells.pulse(vc, dt, gates)
 
+    def _rate_bound(self) -> float:
+        """Bound on any gated cell's switching rate at the present lines (0 with no gate on):
+        its |V| is at most max|v_row| + max|v_src| over the gated columns."""
+        # max|v_row| and |v_src| are kept with the exact bytes they were computed from: a board
+        # steps the word lines with the bit and source lines as they were (np.maximum.reduce
+        # is what ndarray.max calls, without its Python wrapper)
+        row = self.v_row.tobytes()
+        if row != self._bound_row:
+            self._bound_row, self._max_row = row, np.maximum.reduce(np.abs(self.v_row))
+        src = self.v_src.tobytes()
+        if src != self._bound_src:
+            self._bound_src, self._abs_src = src, np.abs(self.v_src)
+        gated = self._abs_src[self.v_gate > 0]
+        if not gated.size:
+            return 0.0
+        bound = float(self._max_row + np.maximum.reduce(gated))
+        return self._k_max * math.exp(min(bound / self._v0_min, 700.0))
+
     def drive_lines(self, lines: Sequence[tuple[str, int, float]], wave: Waveform) -> None:
         """Apply a 1-D waveform on the given lines (each at its offset + the waveform), the others
         held; segment by segment, then the lines are back at their offsets' values."""
@@ -153,9 +196,11 @@ class ArrayDut:
         for v, dt in zip(v_seg.tolist(), dt_seg.tolist(), strict=True):
             for letter, index, offset in lines:
                 self._line(letter)[index] = offset + v
+            self._rate = None
             self.hold(0.0, dt)
         for letter, index, volts in saved:
             self._line(letter)[index] = volts
+        self._rate = self._key = None
 
     # --------------------------------------------------------------------- reading
     def _cells_of(self, letter: str, index: int) -> np.ndarray:
@@ -164,37 +209,88 @@ class ArrayDut:
             return np.arange(index * self.cols, (index + 1) * self.cols)
         return np.arange(index, self.rows * self.cols, self.cols)
 
-    def _line_current(self, letter: str, index: int | np.ndarray, noisy: bool) -> float:
-        """Current a source sources into a line (or into several lines of one letter joined on
-        one terminal): into ``r_i`` the sum of its cells' currents, into ``s_j`` minus the sum
-        over its column (current leaves there), into ``g_j`` 0 (an insulated gate draws no DC
-        current). Only cells whose gate is on conduct."""
-        if letter == "g":
-            return 0.0
-        gate_on = self.v_gate > 0
+    def _read_cells(self, letter: str, index: int | np.ndarray, gate_on: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(row, column, flat index, flat index x NOISE_BLOCK)`` of each cell a read of a line
+        (or of several lines of one letter) sums, in summation order, for a gate pattern. A
+        pure function of its arguments and the array's shape, so it is remembered per (letter,
+        lines, pattern): a board reads the same few lines under the same few word lines."""
         lines = np.atleast_1d(np.asarray(index, dtype=np.intp))
+        key = (letter, lines.tobytes(), gate_on.tobytes())
+        plan = self._reads.get(key)
+        if plan is not None:
+            return plan
         if letter == "r":
             rows, cols = lines, np.flatnonzero(gate_on)
         else:
             rows, cols = np.arange(self.rows), lines[gate_on[lines]]
-        if rows.size == 0 or cols.size == 0:
+        if letter == "s":  # column by column, as a sum of single lines
+            rows, cols = np.tile(rows, cols.size), np.repeat(cols, rows.size)
+        else:  # row by row, each across the gated columns
+            rows, cols = np.repeat(rows, cols.size), np.tile(cols, rows.size)
+        idx = rows * self.cols + cols
+        if len(self._reads) >= MAX_READ_PLANS:
+            self._reads.clear()
+        self._reads[key] = plan = (rows, cols, idx, idx * NOISE_BLOCK)
+        return plan
+
+    def _read_noise(self, idx: np.ndarray, idx_blk: np.ndarray, ev: np.ndarray,
+                    sigma: float) -> np.ndarray:
+        """``1.0 + sigma * rng.normal(keys[idx], READ_STREAM, ev)``, bit for bit, from blocks.
+
+        A draw is a pure function of (cell key, stream, event), elementwise, so a block of a
+        cell's next NOISE_BLOCK events drawn at once holds exactly the values the single draws
+        would give (one ``normal`` call per NOISE_BLOCK reads instead of one per read), and so
+        do its factors. When a cell's event lies outside its block (its first read, a jump of
+        its counter, the end of the block) every cell of the read gets a new block from its
+        present event. All blocks are dropped if the cells' keys are replaced or sigma changes.
+        """
+        keys = self.cells.keys
+        if self._noise_gain is None:
+            self._noise_gain = np.ones((self.rows * self.cols, NOISE_BLOCK))
+            self._gain_flat = self._noise_gain.reshape(-1)
+        if keys is not self._noise_keys or sigma != self._noise_sigma:
+            self._noise_base[:] = -NOISE_BLOCK
+            self._noise_keys, self._noise_sigma = keys, sigma
+        off = ev - self._noise_base.take(idx)
+        wrapped = off.view(np.uint64)  # an offset below 0 wraps above any block
+        if np.maximum.reduce(wrapped) >= NOISE_BLOCK:
+            # every cell of the read gets a new block, not only those past theirs: cells read
+            # together then run out together (one draw per NOISE_BLOCK reads of the group, not
+            # one per read for cells out of step); a cell listed twice has the same event both
+            # times, so the same block twice
+            z = rng.normal(keys[idx][:, None], READ_STREAM,
+                           ev[:, None] + np.arange(NOISE_BLOCK)[None, :])
+            self._noise_gain[idx] = 1.0 + sigma * z
+            self._noise_base[idx] = ev
+            return self._gain_flat.take(idx_blk)
+        return self._gain_flat.take(idx_blk + off)
+
+    def _line_current(self, letter: str, index: int | np.ndarray, noisy: bool) -> float:
+        """Current a source sources into a line (or into several lines of one letter joined on
+        one terminal): into ``r_i`` the sum of its cells' currents, into ``s_j`` minus the sum
+        over its column (current leaves there), into ``g_j`` 0 (an insulated gate draws no DC
+        current). Only cells whose gate is on conduct.
+
+        Per read this is a few whole-array numpy calls on the remembered cells (``take`` and
+        ``np.add.reduce``: the same values as fancy indexing and ``sum``, with less overhead).
+        """
+        if letter == "g":
             return 0.0
-        if letter == "s" and cols.size > 1:  # column by column, as a sum of single lines
-            rows, cols = np.repeat(rows[None, :], cols.size, 0).ravel(), np.repeat(cols, rows.size)
-            v = self.v_row[rows] - self.v_src[cols]
-            idx = rows * self.cols + cols
-        else:
-            v = (self.v_row[rows][:, None] - self.v_src[cols][None, :]).ravel()
-            idx = (rows[:, None] * self.cols + cols[None, :]).ravel()
+        rows, cols, idx, idx_blk = self._read_cells(letter, index, self.v_gate > 0)
+        if idx.size == 0:
+            return 0.0
+        v = self.v_row.take(rows) - self.v_src.take(cols)
         cells = self.cells
-        i = cells.g_s[idx] * v * (1.0 + cells.p["eps_nl"][idx] * v * v)
+        i = cells.g_s.take(idx) * v * (1.0 + cells.p["eps_nl"].take(idx) * v * v)
         sigma = cells.params.read_noise_rel
         if noisy:
-            ev = cells.n_reads[idx]
-            cells.n_reads[idx] = ev + 1
+            n_reads = cells.n_reads
+            ev = n_reads.take(idx)
+            n_reads[idx] = ev + 1
             if sigma:
-                i = i * (1.0 + sigma * rng.normal(cells.keys[idx], READ_STREAM, ev))
-        total = float(i.sum())
+                i = i * self._read_noise(idx, idx_blk, ev, sigma)
+        total = float(np.add.reduce(i))
         return total if letter == "r" else -total
 
     def read_line(self, letter: str, index: int | np.ndarray) -> float:

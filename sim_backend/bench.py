@@ -236,10 +236,15 @@ class Bench:
         self._plain: dict[str, bool] = {}
         self._array_lines: dict[str, list[tuple[_Slot, str, int]]] = {}
         self._array_reads: dict[str, list[tuple[_Slot, str, np.ndarray]]] = {}
-        self._array_fed: dict[str, list[tuple[tuple[str, ...], str, np.ndarray]]] = {}
+        # array -> (regrouping epoch, [(feeding terminals, letter, line indices)])
+        self._array_fed: dict[str, tuple[int, list[tuple[tuple[str, ...], str, np.ndarray]]]] = {}
+        self._fed_epoch = getattr(self, "_fed_epoch", 0)
+        self._array_slot_list: dict[str, list[_Slot]] = {}
         # array port -> its group key; array -> group key -> line indices (see _regroup)
         self._port_group: dict[tuple[str, str], tuple[tuple[str, ...], str, int]] = {}
         self._groups: dict[str, dict[tuple[tuple[str, ...], str], set[int]]] = {}
+        # array -> group key -> its sorted line indices (``_regroup``; dropped on a change)
+        self._group_lines: dict[str, dict[tuple[tuple[str, ...], str], np.ndarray]] = {}
         self._derive(set(links))
         self._regroup([target for target in feeds if self.slots[target[0]].kind in LINE_KINDS])
 
@@ -263,26 +268,49 @@ class Bench:
     def _regroup(self, ports: list[tuple[str, str]]) -> None:
         """Move array ports between their arrays' line groups -- lines grouped by (feeding
         terminals, letter), so a refresh sums each group's levels once -- and rebuild the
-        groups' index arrays of the arrays touched."""
-        touched = set()
-        for n, p in ports:
-            old = self._port_group.pop((n, p), None)
-            groups = self._groups.setdefault(n, {})
+        group lists of the arrays touched. A group's index array is remembered until its
+        members change (``_group_lines``; a word-line step moves one line of one group)."""
+        touched: dict[str, set[tuple[tuple[str, ...], str]]] = {}
+        port_group, all_groups = self._port_group, self._groups
+        feeds, slots = self._feeds, self.slots
+        for target in ports:
+            n = target[0]
+            old = port_group.pop(target, None)
+            groups = all_groups.get(n)
+            if groups is None:
+                groups = all_groups[n] = {}
+            changed = touched.get(n)
+            if changed is None:
+                changed = touched[n] = set()
             if old is not None:
-                members = groups[old[:2]]
+                okey = old[:2]
+                members = groups[okey]
                 members.discard(old[2])
+                changed.add(okey)
                 if not members:
-                    del groups[old[:2]]
-            terms = self._feeds.get((n, p))
+                    del groups[okey]
+            terms = feeds.get(target)
             if terms:
-                letter, index = self.slots[n].dut.parse_port(p)
+                letter, index = slots[n].dut.parse_port(target[1])
                 key = (tuple(terms), letter)
-                groups.setdefault(key, set()).add(index)
-                self._port_group[(n, p)] = (*key, index)
-            touched.add(n)
-        for n in touched:
-            self._array_fed[n] = [(terms_, letter, np.array(sorted(idx), dtype=np.intp))
-                                  for (terms_, letter), idx in self._groups[n].items()]
+                members = groups.get(key)
+                if members is None:
+                    members = groups[key] = set()
+                members.add(index)
+                port_group[target] = (*key, index)
+                changed.add(key)
+        for n, changed in touched.items():
+            self._fed_epoch += 1  # a new key for every regrouping (ArrayDut.set_lines)
+            arrays = self._group_lines.setdefault(n, {})
+            for key in changed:  # every membership change passes here: no stale array
+                arrays.pop(key, None)
+            fed = []
+            for key, idx in self._groups[n].items():
+                lines = arrays.get(key)
+                if lines is None:
+                    lines = arrays[key] = np.array(sorted(idx), dtype=np.intp)
+                fed.append((key[0], key[1], lines))
+            self._array_fed[n] = (self._fed_epoch, fed)
 
     def _derive(self, terms: set[str]) -> None:
         """The per-terminal views of ``terms``."""
@@ -290,7 +318,8 @@ class Bench:
             targets = self._links.get(term, [])
             if not targets:
                 self._links.pop(term, None)
-                for view in (self._targets, self._plain, self._array_lines, self._array_reads):
+                for view in (self._targets, self._plain, self._array_lines, self._array_reads,
+                             self._array_slot_list):
                     view.pop(term, None)
                 continue
             slots = [(self.slots[n], p) for n, p in targets]
@@ -308,15 +337,24 @@ class Bench:
             if not lines:
                 self._array_lines.pop(term, None)
                 self._array_reads.pop(term, None)
+                self._array_slot_list.pop(term, None)
                 continue
             self._array_lines[term] = lines
-            # the lines one reading sums, per (array, letter), as index arrays
-            by_line: dict[tuple[str, str], tuple[_Slot, list[int]]] = {}
-            for slot, letter, index in lines:
-                by_line.setdefault((slot.name, letter), (slot, []))[1].append(index)
-            self._array_reads[term] = [(slot, key[1], np.array(idx, dtype=np.intp))
-                                       for key, (slot, idx) in by_line.items()]
+            self._array_slot_list[term] = list({id(s): s for s, _l, _i in lines}.values())
+            # its reading plan is made when the terminal is first measured (``_array_read_plan``;
+            # the word-line driver, whose lines move on every step, is never measured there)
+            self._array_reads.pop(term, None)
         self._array_terms = frozenset(self._array_lines)
+
+    def _array_read_plan(self, terminal: str) -> list[tuple[_Slot, str, np.ndarray]]:
+        """The lines one reading of an array terminal sums, per (array, letter), as index
+        arrays (kept in ``_array_reads`` until ``_derive`` changes the terminal's lines)."""
+        by_line: dict[tuple[str, str], tuple[_Slot, list[int]]] = {}
+        for slot, letter, index in self._array_lines[terminal]:
+            by_line.setdefault((slot.name, letter), (slot, []))[1].append(index)
+        plan = self._array_reads[terminal] = [(slot, key[1], np.array(idx, dtype=np.intp))
+                                              for key, (slot, idx) in by_line.items()]
+        return plan
 
     # ------------------------------------------------------------------ time
     def advance(self, dt_s: float) -> None:
@@ -578,13 +616,16 @@ class Bench:
 
     # ------------------------------------------------------------------ array lines
     def _array_refresh(self, slot: _Slot) -> None:
-        """An array's line voltages from the levels now on (lines nothing feeds: 0 V)."""
+        """An array's line voltages from the levels now on (lines nothing feeds: 0 V); the
+        array skips the work when its groups and their levels are those it already holds."""
         levels = self.levels
-        slot.dut.set_lines([(letter, index, sum(levels.get(t, 0.0) for t in terms))
-                            for terms, letter, index in self._array_fed.get(slot.name, ())])
+        epoch, fed = self._array_fed.get(slot.name, (0, ()))
+        volts = [sum([levels.get(t, 0.0) for t in terms]) for terms, _l, _i in fed]
+        slot.dut.set_lines(((letter, index, v) for (_t, letter, index), v
+                            in zip(fed, volts, strict=True)), key=(epoch, *volts))
 
     def _array_slots(self, terminal: str) -> list[_Slot]:
-        return list({id(s): s for s, _l, _i in self._array_lines[terminal]}.values())
+        return self._array_slot_list[terminal]
 
     def _array_source(self, terminal: str, level_v: float | None) -> None:
         """``source`` for a terminal on array lines (and any plain ports it also feeds)."""
@@ -618,14 +659,20 @@ class Bench:
         single line's voltage drops to where it conducts it (until a level changes); with
         several targets the reading is clamped and the voltage reported is the source level.
         """
-        self.now_s += aperture / 2
+        now = self.now_s = self.now_s + aperture / 2
         v_dev = self.levels.get(terminal, 0.0)
         lines = self._array_lines[terminal]
         total_i, tripped = 0.0, False
-        for slot in self._array_slots(terminal):
-            self._sync(slot)
+        for slot in self._array_slot_list[terminal]:
+            dt = now - slot.t_s  # _sync, inlined (one reading per sense channel and step)
+            if dt > 0:
+                slot.dut.hold(slot.v, dt)
+                slot.t_s = now
             self._array_refresh(slot)
-        for slot, letter, index in self._array_reads[terminal]:
+        reads = self._array_reads.get(terminal)
+        if reads is None:
+            reads = self._array_read_plan(terminal)
+        for slot, letter, index in reads:
             total_i += slot.dut.read_line(letter, index)
         plain = self._targets.get(terminal, ())
         for slot, _port, main in plain:
@@ -643,7 +690,7 @@ class Bench:
                 v_dev = slot.dut.line_voltage_at(letter, index, total_i)
                 slot.dut.set_line(letter, index, v_dev)
         self.now_s += aperture / 2
-        return Reading(total_i, v_dev, tripped, self.now_s)
+        return _new_tuple(Reading, (total_i, v_dev, tripped, self.now_s))
 
     # ------------------------------------------------------------------ spike outputs
     def spikes(self, terminal: str, t_start_s: float, t_stop_s: float) -> list[SpikeTrain]:

@@ -423,6 +423,16 @@ class KeysightB2900Sim(ScpiInstrument):
                     return _nr3(last[ELEMENTS.index(elements[0])]).encode()
                 return ",".join(_nr3(last[ELEMENTS.index(e)]) for e in elements).encode()
         idx = [ELEMENTS.index(e) for e in elements]
+        if latest and self.form == "ASC" and len(idx) * len(chans) < 16:
+            # several channels' spot readings (``:MEAS:CURR? (@1,2)``): the general path's
+            # numbers without its arrays -- the last row of each channel (NaN if none) in
+            # channel order, NaN sent as NAN_REPLY, as ``format_e`` formats fewer than 16
+            values: list[float] = []
+            for c in chans:
+                rows = self.chans[c].data
+                values += ([float(rows[-1][k]) for k in idx] if rows else [math.nan] * len(idx))
+            return b",".join(format(NAN_REPLY if v != v else v, "+.6E").encode()
+                             for v in values)
         tables = []
         for c in chans:
             rows = self.chans[c].data

@@ -35,6 +35,8 @@ Crosspoint = tuple[int, str, int]  # slot, row, column
 #: format). Firmware and serial are placeholders; option ``card_idn`` replaces the string.
 CARD_IDN = "7174,8x12 Low Current Matrix,01.00a,00000000"
 PSEUDO_NONE = 0
+#: Most channel lists a matrix remembers parsed (``_Channel._parse``).
+PARSE_CACHE = 1024
 
 
 def _name(cp: Crosspoint) -> str:
@@ -57,6 +59,7 @@ class _Channel(TspObject):
     def __init__(self, matrix: Keithley707BSim) -> None:
         self._matrix = matrix
         self._rule = BREAK_BEFORE_MAKE
+        self._parsed: dict[tuple[str, str, bool], tuple[Crosspoint, ...]] = {}
 
     @property
     def connectrule(self) -> int:
@@ -71,6 +74,18 @@ class _Channel(TspObject):
         if type(spec) is not str:
             kind = "nil" if spec is None else "number" if type(spec) in (int, float) else "value"
             raise TspRuntimeError(f"bad argument #1 to '{fname}' (string expected, got {kind})")
+        # A list's crosspoints depend on the text and the fixed slot count only: remembered
+        # (a board steps through the same few lists); refused lists raise every time.
+        key = (spec, fname, scopes)
+        known = self._parsed.get(key)
+        if known is None:
+            known = tuple(self._parse_list(spec, fname, scopes))
+            if len(self._parsed) >= PARSE_CACHE:
+                self._parsed.clear()
+            self._parsed[key] = known
+        return list(known)
+
+    def _parse_list(self, spec: str, fname: str, scopes: bool) -> list[Crosspoint]:
         items = [p.strip() for p in re.split(r"[,;]", spec)]
         if not any(items):
             raise TspRuntimeError(f"bad argument #1 to '{fname}' (empty channel list)")
@@ -210,6 +225,7 @@ class Keithley707BSim(TspInstrument):
         self.name = name
         self.settle_s = settle
         self.rows, self.columns = self._wiring(opts, who)
+        self._routes: dict[Crosspoint, tuple[str, tuple[tuple[str, str], ...]]] = {}
         self.closed: set[Crosspoint] = set()
         self.channel = _Channel(self)
         card = opts.get("card_idn", CARD_IDN)
@@ -287,10 +303,19 @@ class Keithley707BSim(TspInstrument):
         into = [cp for cp in sorted(set(closing)) if cp not in self.closed]
         self.closed.difference_update(out)
         self.closed.update(into)
-        self.bench.switch_routes([f"{self.name}:{_name(cp)}" for cp in out if self._links(cp)],
-                                 [(f"{self.name}:{_name(cp)}", links) for cp in into
-                                  if (links := self._links(cp))])
+        routes = [self._route(cp) for cp in out]
+        added = [self._route(cp) for cp in into]
+        self.bench.switch_routes([name for name, links in routes if links],
+                                 [(name, list(links)) for name, links in added if links])
         return bool(out), bool(into)
+
+    def _route(self, cp: Crosspoint) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The bench route of a crosspoint: its name and links (none: nothing wired), kept
+        per crosspoint (the wiring is fixed when the matrix is made)."""
+        route = self._routes.get(cp)
+        if route is None:
+            route = self._routes[cp] = (f"{self.name}:{_name(cp)}", tuple(self._links(cp)))
+        return route
 
     def switch(
         self,

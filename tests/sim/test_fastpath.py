@@ -380,3 +380,182 @@ def test_auto_measure_range_equals_the_range_table_lookup(sense, name):
         m._record(sample, 0.0)
         want = pick_range(ranges, value)
         assert m.meas_range[name] == (want if want is not None else "unset"), value
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 14: the array's remembered read plans and pre-drawn read noise, the bench's kept
+# group arrays, the B2900's two-channel spot reply and the 707B's remembered channel lists
+
+
+def reference_line_current(dut, letter: str, index) -> float:
+    """``ArrayDut._line_current`` (noisy) as written before issue 14: plan and draws per read."""
+    from sim_backend.array_dut import READ_STREAM
+    from sim_backend.physics import rng
+
+    if letter == "g":
+        return 0.0
+    gate_on = dut.v_gate > 0
+    lines = np.atleast_1d(np.asarray(index, dtype=np.intp))
+    if letter == "r":
+        rows, cols = lines, np.flatnonzero(gate_on)
+    else:
+        rows, cols = np.arange(dut.rows), lines[gate_on[lines]]
+    if rows.size == 0 or cols.size == 0:
+        return 0.0
+    if letter == "s" and cols.size > 1:
+        rows, cols = np.repeat(rows[None, :], cols.size, 0).ravel(), np.repeat(cols, rows.size)
+        v = dut.v_row[rows] - dut.v_src[cols]
+        idx = rows * dut.cols + cols
+    else:
+        v = (dut.v_row[rows][:, None] - dut.v_src[cols][None, :]).ravel()
+        idx = (rows[:, None] * dut.cols + cols[None, :]).ravel()
+    cells = dut.cells
+    i = cells.g_s[idx] * v * (1.0 + cells.p["eps_nl"][idx] * v * v)
+    ev = cells.n_reads[idx]
+    cells.n_reads[idx] = ev + 1
+    sigma = cells.params.read_noise_rel
+    if sigma:
+        i = i * (1.0 + sigma * rng.normal(cells.keys[idx], READ_STREAM, ev))
+    total = float(i.sum())
+    return total if letter == "r" else -total
+
+
+def make_array_twins(rows: int = 6, cols: int = 5):
+    from sim_backend.duts import make_array
+
+    models = load_models("li2020-original")
+    return [make_array(models, device_keys(3, 0, 0, np.arange(rows * cols)), rows, cols)
+            for _ in range(2)]
+
+
+def test_array_reads_with_predrawn_noise_equal_the_per_read_draws():
+    """Reads of rows, of joined rows, of source lines under several word lines, with the
+    cells' counters moved in between (a whole-array read, a jump), sigma changed and the keys
+    replaced: every reading and counter is the per-read formula's, bit for bit."""
+    fast, ref = make_array_twins()
+    rnd = random.Random(7)
+    n = fast.rows * fast.cols
+    readings = 0
+    for step in range(400):
+        gates = np.array(sorted(rnd.sample(range(fast.cols), rnd.randint(0, 3))), dtype=np.intp)
+        rows_on = np.array(sorted(rnd.sample(range(fast.rows), rnd.randint(1, fast.rows))),
+                           dtype=np.intp)
+        lines = [("r", rows_on, rnd.choice((0.1, 0.2, -0.15))), ("g", gates, 1.6),
+                 ("s", np.arange(fast.cols), rnd.choice((0.0, 0.05)))]
+        for dut in (fast, ref):
+            dut.set_lines(lines)
+        letter = rnd.choice("rrssg")
+        if letter == "r":
+            index = (rnd.randrange(fast.rows) if rnd.random() < 0.3
+                     else np.array([1, 1, 4] if rnd.random() < 0.2 else [0, 2, 3], np.intp))
+        else:
+            index = np.arange(fast.cols) if rnd.random() < 0.7 else rnd.randrange(fast.cols)
+        got = fast.read_line(letter, index)
+        want = reference_line_current(ref, letter, index)
+        assert bits(got) == bits(want), (step, letter, index)
+        readings += got != 0.0
+        if step % 37 == 5:  # every cell's counter moves (SynapseArray.read)
+            for dut in (fast, ref):
+                dut.cells.read(0.1)
+        if step % 53 == 9:  # one cell's counter jumps past its block
+            cell = rnd.randrange(n)
+            for dut in (fast, ref):
+                dut.cells.n_reads[cell] += 1000
+        if step == 150:
+            for dut in (fast, ref):
+                dut.cells.params = dut.cells.params.replace(read_noise_rel=0.05)
+        if step == 250:
+            for dut in (fast, ref):
+                dut.cells.keys = device_keys(4, 0, 0, np.arange(n))
+        np.testing.assert_array_equal(fast.cells.n_reads, ref.cells.n_reads)
+    assert readings > 150
+
+
+def test_array_rate_bound_equals_the_reference_formula():
+    """The bound (kept parts: max|v_row|, |v_src|) after lines change in place, one kind at a
+    time (word lines only, as a board steps them; a bit line; a source line)."""
+    dut = make_array_twins()[0]
+    rnd = np.random.default_rng(2)
+    for k in range(600):
+        if k % 3 == 0:
+            dut.v_row[rnd.integers(dut.rows)] = rnd.uniform(-1.5, 1.5)
+        if k % 5 == 0:
+            dut.v_src[rnd.integers(dut.cols)] = rnd.uniform(-0.5, 0.5)
+        dut.v_gate[:] = rnd.choice([0.0, 1.6], dut.cols)
+        gate_on = dut.v_gate > 0
+        want = 0.0
+        if gate_on.any():
+            bound = float(np.abs(dut.v_row).max() + np.abs(dut.v_src[gate_on]).max())
+            want = dut._k_max * math.exp(min(bound / dut._v0_min, 700.0))
+        assert bits(dut._rate_bound()) == bits(want)
+
+
+def test_bench_regrouping_keeps_the_groups_a_fresh_rebuild_makes():
+    """Word-line and bit-line routes closed and opened at random: the array's line groups
+    (and so its line voltages) are those of a bench rebuilt from scratch."""
+    rows, cols = 4, 6
+    wiring: dict[str, object] = {"src/1": [f"a1.s{j}" for j in range(1, cols + 1)]}
+    bench = Bench({"seed": 1, "noise": False, "wiring": wiring,
+                   "devices": {"a1": {"kind": "array", "rows": rows, "cols": cols}}})
+    bench.source("row/1", 0.2)
+    bench.source("gate/1", 1.6)
+    bench.source("src/1", 0.0)
+    rnd = random.Random(3)
+    routes = ([f"r{i}" for i in range(1, rows + 1)] + [f"g{j}" for j in range(1, cols + 1)])
+    for _ in range(300):
+        name = rnd.choice(routes)
+        if name in bench.routes:
+            bench.open_route(name)
+        else:
+            term = "row/1" if name[0] == "r" else "gate/1"
+            bench.close_route(name, [(term, f"a1.{name}")])
+        got = {(terms, letter, tuple(idx.tolist()))
+               for terms, letter, idx in bench._array_fed["a1"][1]}
+        lines = [bench.device("a1").v_row.copy(), bench.device("a1").v_gate.copy()]
+        bench._rebuild()
+        want = {(terms, letter, tuple(idx.tolist()))
+                for terms, letter, idx in bench._array_fed["a1"][1]}
+        assert got == want
+        bench._refresh(bench.slots["a1"])
+        np.testing.assert_array_equal(bench.device("a1").v_row, lines[0])
+        np.testing.assert_array_equal(bench.device("a1").v_gate, lines[1])
+
+
+def test_b2900_two_channel_spot_reply_equals_the_general_path():
+    """``:MEAS:CURR? (@1,2)``'s reply without arrays: the same bytes as the general
+    interleaving path, with NaN, infinities, -0.0 and a channel with no data."""
+    from sim_backend.instruments.b2900 import ELEMENTS, KeysightB2900Sim
+
+    bench = Bench({"seed": 1, "noise": False,
+                   "devices": {"d1": {"kind": "dendrite"}, "d2": {"kind": "dendrite"}},
+                   "wiring": {"smu/1": "d1", "smu/2": "d2"}})
+    m = KeysightB2900Sim(bench, "smu")
+    rows = [(0.2, 1.5e-6, math.nan, 0.001, 0.0, 0.2), (-0.0, math.inf, -math.inf, 2.0, 8.0, 1),
+            (1e-300, -2.5e-12, 3.0, 0.5, 0.0, 0.0)]
+    for first in [*rows, None]:
+        for second in [*rows, None]:
+            m.chans[1].data = [] if first is None else [first]
+            m.chans[2].data = [] if second is None else [second]
+            for elements in (("CURR",), ("VOLT", "CURR"), ELEMENTS):
+                fast = m._data([1, 2], elements, latest=True)
+                general = m._data([1, 2], elements, latest=False)  # one row: the same rows
+                assert fast == general, (first, second, elements)
+
+
+def test_707b_remembered_channel_lists_parse_and_fail_as_before():
+    from sim_backend.instruments.k707b import Keithley707BSim
+    from sim_backend.tsp import TspRuntimeError
+
+    bench = Bench({"seed": 1, "noise": False, "devices": {"d1": {"kind": "dendrite"}}})
+    channel = Keithley707BSim(bench, "mx", {"idn": "Keithley Instruments Inc., Model 707B, "
+                                                   "1, 1.0"}).channel
+    for spec in ("1A01", "1A01:1B03, 2C12", "slot2", "1a05;1A06"):
+        first = channel._parse_list(spec, "open", scopes=True)
+        got = channel._parse(spec, "open", scopes=True)
+        assert got == first
+        got.append((9, "Z", 99))  # the caller's list is its own
+        assert channel._parse(spec, "open", scopes=True) == first
+    for spec in ("1A13", "slot2", "9A01", ""):
+        for _ in range(2):  # refused every time, never remembered
+            with pytest.raises(TspRuntimeError):
+                channel._parse(spec, "close", scopes=False)
