@@ -32,8 +32,11 @@ READ_DOSE_FLOOR = 1e-6
 READ_STREAM = "read.synapse"
 #: Read-noise draws made at once per cell (``ArrayDut._read_noise``).
 NOISE_BLOCK = 32
-#: Most distinct (letter, lines, gate pattern) read plans an array remembers.
+#: Most distinct (letter, lines, gate pattern) read plans an array remembers (and line states
+#: whose pulsed cells it remembers, ``ArrayDut._pulse_plan``).
 MAX_READ_PLANS = 4096
+#: Most cells a hold pulses one by one (``SynapseArray.pulse_cell``) rather than as a subset.
+PULSE_CELLS = 8
 
 
 class ArrayDut:
@@ -71,10 +74,14 @@ class ArrayDut:
         self._rate: float | None = None  # the bound at the present lines; None: lines changed
         self._key: object = None  # the key of the last ``set_lines`` (None: lines set since)
         # ``_rate_bound``'s parts, each with the line voltages (bytes) it was computed from
+        # (max|v_row|; max|v_src| over the gated columns, from v_src and v_gate)
         self._bound_row, self._max_row = b"", np.float64(0.0)
-        self._bound_src, self._abs_src = b"", np.zeros(cols)
+        self._bound_src, self._bound_gate = b"", b""
+        self._max_src: np.float64 | None = None
         # (letter, lines, gate pattern) -> the cells a line read sums (``_read_cells``)
         self._reads: dict[tuple[str, bytes, bytes], tuple[np.ndarray, ...]] = {}
+        # line voltages (bytes of v_row, v_gate, v_src) -> the cells a hold pulses there
+        self._pulses: dict[tuple[bytes, bytes, bytes], tuple[np.ndarray, list | None]] = {}
         # read-noise factors served ahead (``_read_noise``): per cell a block of NOISE_BLOCK
         # factors 1 + sigma z (z its standard normal draws, sigma ``_noise_sigma``) for events
         # base .. base + NOISE_BLOCK - 1 (none drawn yet: a base no event reaches); the table
@@ -122,6 +129,22 @@ class ArrayDut:
         for letter, index, volts in values:
             self._line(letter)[index] = volts
 
+    @property
+    def lines_key(self) -> object:
+        """The key of the last ``set_lines``/``update_lines`` (None once a line was set
+        otherwise since, or none was given)."""
+        return self._key
+
+    def update_lines(self, values: Iterable[tuple[str, int | np.ndarray, float]],
+                     key: object) -> None:
+        """Set only some lines, the others kept: for a caller whose lines are still those of
+        its ``set_lines`` (``lines_key`` its key) and differ now on ``values`` alone -- the same
+        line voltages as a full ``set_lines`` with every value, for one or two writes."""
+        self._key = key
+        self._rate = None
+        for letter, index, volts in values:
+            self._line(letter)[index] = volts
+
     def line_voltage(self, letter: str, index: int) -> float:
         return float(self._line(letter)[index])
 
@@ -155,18 +178,45 @@ class ArrayDut:
                 self._rate = self._rate_bound()
             if self._rate * dt < READ_DOSE_FLOOR:
                 return  # a read: no cell gets a dose that could move it (class docstring)
-        vc = self.cell_voltages().ravel()
-        gates = np.broadcast_to(self.v_gate[None, :], (self.rows, self.cols)).ravel()
         if not self._ages:  # only the cells under a voltage change: pulse just those
-            idx = np.flatnonzero(vc)
+            idx, cells = self._pulse_plan()
+            if cells is not None:
+                # a few cells (write-verify: one): each pulsed on its own, the same numbers
+                # as the subset pulse (``SynapseArray.pulse_cell``) without its array calls
+                pulse_cell = self.cells.pulse_cell
+                for i, v, v_gate in cells:
+                    pulse_cell(i, v, dt, v_gate)
+                return
             if idx.size == 0:
                 return
-            if idx.size < vc.size:
+            if idx.size < self.rows * self.cols:
                 sub = self.cells.take(idx)
-                sub.pulse(vc[idx], dt, gates[idx])
+                vc = self.cell_voltages().ravel()
+                sub.pulse(vc[idx], dt, self.v_gate[idx % self.cols])
                 self.cells.put(idx, sub)
                 return
+        vc = self.cell_voltages().ravel()
+        gates = np.broadcast_to(self.v_gate[None, :], (self.rows, self.cols)).ravel()
         self.cells.pulse(vc, dt, gates)
+
+    def _pulse_plan(self) -> tuple[np.ndarray, list[tuple[int, float, float]] | None]:
+        """The cells a hold at the present lines pulses: their flat indices, and for at most
+        PULSE_CELLS of them ``(index, voltage, gate voltage)`` as Python numbers (else None).
+        Remembered per exact line voltages (bytes, so any change of a line is seen): a
+        write-verify pulse is held twice (split by its sample) at the same lines."""
+        key = (self.v_row.tobytes(), self.v_gate.tobytes(), self.v_src.tobytes())
+        plan = self._pulses.get(key)
+        if plan is None:
+            vc = self.cell_voltages().ravel()
+            idx = np.flatnonzero(vc)
+            cells = None
+            if idx.size <= PULSE_CELLS:
+                gates = self.v_gate[idx % self.cols]
+                cells = list(zip(idx.tolist(), vc[idx].tolist(), gates.tolist(), strict=True))
+            if len(self._pulses) >= MAX_READ_PLANS:
+                self._pulses.clear()
+            self._pulses[key] = plan = (idx, cells)
+        return plan
 
     def _rate_bound(self) -> float:
         """Bound on any gated cell's switching rate at the present lines (0 with no gate on):
@@ -177,13 +227,16 @@ class ArrayDut:
         row = self.v_row.tobytes()
         if row != self._bound_row:
             self._bound_row, self._max_row = row, np.maximum.reduce(np.abs(self.v_row))
-        src = self.v_src.tobytes()
-        if src != self._bound_src:
-            self._bound_src, self._abs_src = src, np.abs(self.v_src)
-        gated = self._abs_src[self.v_gate > 0]
-        if not gated.size:
+        # max|v_src| over the gated columns likewise, with the source and word lines' bytes
+        # (a write-verify loop moves the bit line alone; None: no gate on)
+        src, gate = self.v_src.tobytes(), self.v_gate.tobytes()
+        if src != self._bound_src or gate != self._bound_gate:
+            gated = np.abs(self.v_src)[self.v_gate > 0]
+            self._bound_src, self._bound_gate = src, gate
+            self._max_src = np.maximum.reduce(gated) if gated.size else None
+        if self._max_src is None:
             return 0.0
-        bound = float(self._max_row + np.maximum.reduce(gated))
+        bound = float(self._max_row + self._max_src)
         return self._k_max * math.exp(min(bound / self._v0_min, 700.0))
 
     def drive_lines(self, lines: Sequence[tuple[str, int, float]], wave: Waveform) -> None:
@@ -210,9 +263,11 @@ class ArrayDut:
         return np.arange(index, self.rows * self.cols, self.cols)
 
     def _read_cells(self, letter: str, index: int | np.ndarray, gate_on: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                               tuple[int, int, int] | None]:
         """``(row, column, flat index, flat index x NOISE_BLOCK)`` of each cell a read of a line
-        (or of several lines of one letter) sums, in summation order, for a gate pattern. A
+        (or of several lines of one letter) sums, in summation order, plus ``(row, column,
+        flat index)`` as ints when that is a single cell (else None), for a gate pattern. A
         pure function of its arguments and the array's shape, so it is remembered per (letter,
         lines, pattern): a board reads the same few lines under the same few word lines."""
         lines = np.atleast_1d(np.asarray(index, dtype=np.intp))
@@ -231,7 +286,9 @@ class ArrayDut:
         idx = rows * self.cols + cols
         if len(self._reads) >= MAX_READ_PLANS:
             self._reads.clear()
-        self._reads[key] = plan = (rows, cols, idx, idx * NOISE_BLOCK)
+        # a read of one cell (write-verify) also gets its (row, column, flat index) as ints
+        one = (int(rows[0]), int(cols[0]), int(idx[0])) if idx.size == 1 else None
+        self._reads[key] = plan = (rows, cols, idx, idx * NOISE_BLOCK, one)
         return plan
 
     def _read_noise(self, idx: np.ndarray, idx_blk: np.ndarray, ev: np.ndarray,
@@ -277,7 +334,9 @@ class ArrayDut:
         """
         if letter == "g":
             return 0.0
-        rows, cols, idx, idx_blk = self._read_cells(letter, index, self.v_gate > 0)
+        rows, cols, idx, idx_blk, one = self._read_cells(letter, index, self.v_gate > 0)
+        if one is not None:
+            return self._cell_current(letter, *one, noisy)
         if idx.size == 0:
             return 0.0
         v = self.v_row.take(rows) - self.v_src.take(cols)
@@ -292,6 +351,42 @@ class ArrayDut:
                 i = i * self._read_noise(idx, idx_blk, ev, sigma)
         total = float(np.add.reduce(i))
         return total if letter == "r" else -total
+
+    def _cell_current(self, letter: str, row: int, col: int, c: int, noisy: bool) -> float:
+        """``_line_current`` when the read sums one cell (flat index ``c``): the same float64
+        operations on Python floats (elementwise, so the same bits; a one-element sum is
+        that element) and, for the noise, the same blocks as ``_read_noise`` -- without a
+        dozen one-element array calls per write-verify read."""
+        v = self.v_row.item(row) - self.v_src.item(col)
+        cells = self.cells
+        i = cells.g_s.item(c) * v * (1.0 + cells.p["eps_nl"].item(c) * v * v)
+        if noisy:
+            n_reads = cells.n_reads
+            ev = n_reads.item(c)
+            n_reads[c] = ev + 1
+            sigma = cells.params.read_noise_rel
+            if sigma:
+                i = i * self._cell_noise(c, ev, sigma)
+        return i if letter == "r" else -i
+
+    def _cell_noise(self, c: int, ev: int, sigma: float) -> float:
+        """``_read_noise`` for one cell and event, as a Python float (the same blocks, refilled
+        under the same rule: the cell's event outside its block)."""
+        if self._noise_gain is None:
+            self._noise_gain = np.ones((self.rows * self.cols, NOISE_BLOCK))
+            self._gain_flat = self._noise_gain.reshape(-1)
+        keys = self.cells.keys
+        if keys is not self._noise_keys or sigma != self._noise_sigma:
+            self._noise_base[:] = -NOISE_BLOCK
+            self._noise_keys, self._noise_sigma = keys, sigma
+        off = ev - self._noise_base.item(c)
+        if not 0 <= off < NOISE_BLOCK:
+            z = rng.normal(keys[c:c + 1][:, None], READ_STREAM,
+                           np.array([ev])[:, None] + np.arange(NOISE_BLOCK)[None, :])
+            self._noise_gain[c] = 1.0 + sigma * z[0]
+            self._noise_base[c] = ev
+            off = 0
+        return self._gain_flat.item(c * NOISE_BLOCK + off)
 
     def read_line(self, letter: str, index: int | np.ndarray) -> float:
         """A measurement of the current into a line: each conducting cell's next read-noise

@@ -237,7 +237,9 @@ class Bench:
         self._array_lines: dict[str, list[tuple[_Slot, str, int]]] = {}
         self._array_reads: dict[str, list[tuple[_Slot, str, np.ndarray]]] = {}
         # array -> (regrouping epoch, [(feeding terminals, letter, line indices)])
-        self._array_fed: dict[str, tuple[int, list[tuple[tuple[str, ...], str, np.ndarray]]]] = {}
+        # (and the groups' single terminals, or None when a group has several)
+        self._array_fed: dict[str, tuple[int, list[tuple[tuple[str, ...], str, np.ndarray]],
+                                         tuple[str, ...] | None]] = {}
         self._fed_epoch = getattr(self, "_fed_epoch", 0)
         self._array_slot_list: dict[str, list[_Slot]] = {}
         # array port -> its group key; array -> group key -> line indices (see _regroup)
@@ -310,7 +312,11 @@ class Bench:
                 if lines is None:
                     lines = arrays[key] = np.array(sorted(idx), dtype=np.intp)
                 fed.append((key[0], key[1], lines))
-            self._array_fed[n] = (self._fed_epoch, fed)
+            # the groups' terminals when each group has one (the usual board): a refresh reads
+            # their levels without a sum per group (``_array_refresh``)
+            single = (tuple(terms[0] for terms, _l, _i in fed)
+                      if all(len(terms) == 1 for terms, _l, _i in fed) else None)
+            self._array_fed[n] = (self._fed_epoch, fed, single)
 
     def _derive(self, terms: set[str]) -> None:
         """The per-terminal views of ``terms``."""
@@ -618,26 +624,51 @@ class Bench:
     def _array_refresh(self, slot: _Slot) -> None:
         """An array's line voltages from the levels now on (lines nothing feeds: 0 V); the
         array skips the work when its groups and their levels are those it already holds."""
-        levels = self.levels
-        epoch, fed = self._array_fed.get(slot.name, (0, ()))
-        volts = [sum([levels.get(t, 0.0) for t in terms]) for terms, _l, _i in fed]
-        slot.dut.set_lines(((letter, index, v) for (_t, letter, index), v
-                            in zip(fed, volts, strict=True)), key=(epoch, *volts))
+        get = self.levels.get
+        epoch, fed, single = self._array_fed.get(slot.name, (0, (), ()))
+        if single is not None:  # sum([x]) is 0 + x: the same float (-0.0 becomes 0.0 alike)
+            volts = [0.0 + get(t, 0.0) for t in single]
+        else:
+            volts = [sum([get(t, 0.0) for t in terms]) for terms, _l, _i in fed]
+        key = (epoch, *volts)
+        dut = slot.dut
+        prev = dut.lines_key
+        if key == prev:
+            return
+        if type(prev) is tuple and len(prev) == len(key) and prev[0] == epoch:
+            # the lines hold this grouping's previous levels: rewrite only the groups whose
+            # level changed (groups never share a line; a sum is never -0.0, so != is exact)
+            dut.update_lines([(letter, index, v) for (_t, letter, index), v, old
+                              in zip(fed, volts, prev[1:], strict=True) if v != old], key)
+            return
+        dut.set_lines(((letter, index, v) for (_t, letter, index), v
+                       in zip(fed, volts, strict=True)), key=key)
 
     def _array_slots(self, terminal: str) -> list[_Slot]:
         return self._array_slot_list[terminal]
 
     def _array_source(self, terminal: str, level_v: float | None) -> None:
         """``source`` for a terminal on array lines (and any plain ports it also feeds)."""
-        arrays = self._array_slots(terminal)
-        plain = [slot for slot, _p, _m in self._targets.get(terminal, ())]
-        for slot in arrays + plain:
+        # the same syncs and refreshes in the same order as ``source`` (arrays first), with
+        # the array ones inlined: a write-verify loop changes a level some seven times a pulse
+        arrays = self._array_slot_list[terminal]
+        plain = self._targets.get(terminal, ())
+        now = self.now_s
+        for slot in arrays:
+            dt = now - slot.t_s
+            if dt > 0:
+                slot.dut.hold(slot.v, dt)
+                slot.t_s = now
+        for slot, _p, _m in plain:
             self._sync(slot)
         if level_v is None:
             self.levels.pop(terminal, None)
         else:
             self.levels[terminal] = float(level_v)
-        for slot in arrays + plain:
+        refresh = self._array_refresh
+        for slot in arrays:
+            refresh(slot)
+        for slot, _p, _m in plain:
             self._refresh(slot)
 
     def _array_drive(self, terminal: str, wave: Waveform, own: float) -> None:

@@ -530,6 +530,28 @@ def parse_choice(text: str, options: Sequence[str], *, quoted: bool | None = Fal
     bare keyword only, True = quoted string only (``"CURR"``), None = either.
     Errors: -224 no option matches, -104 wrong data type.
     """
+    # a match is a pure function of (text, options, quoted): remembered, as a sweep's
+    # ``:SOUR:FUNC:SHAP PULS``/``:TRIG:SOUR TIM``/``:FORM:ELEM:SENS CURR`` come every point
+    try:
+        key = (text, options, quoted)
+        hit = _CHOICES.get(key)
+    except TypeError:  # options as a list: not remembered
+        key = hit = None
+    if hit is not None:
+        return hit
+    hit = _parse_choice(text, options, quoted)
+    if key is not None:
+        if len(_CHOICES) >= _CACHE_LIMIT:
+            _CHOICES.clear()
+        _CHOICES[key] = hit
+    return hit
+
+
+#: ``parse_choice``'s matches by (text, options, quoted); errors are not kept
+_CHOICES: dict[tuple[str, Sequence[str], bool | None], str] = {}
+
+
+def _parse_choice(text: str, options: Sequence[str], quoted: bool | None) -> str:
     kind = _data_type(text)
     if kind == "empty":
         raise ScpiError(-109)

@@ -258,9 +258,17 @@ class DendroSimVisaLibrary(SimVisaLibrary):
             if not dev._in and data.endswith(eom) and (dev.tsp or 0x23 not in data):
                 bench = dev.bench  # ModelDevice.write's usual case, inlined (one frame less)
                 with bench.lock:
-                    bench.host_command()
-                    reply = dev.model.handle(data[:-len(eom)])
-                    bench.host_done()
+                    if bench.host_time == "virtual":
+                        # host_command is then advance(host_latency_s), and host_done's mark
+                        # is read in ``wall`` host time only: both inlined (per message)
+                        dt = bench.host_latency_s
+                        if dt > 0:
+                            bench.now_s += dt
+                        reply = dev.model.handle(data[:-len(eom)])
+                    else:
+                        bench.host_command()
+                        reply = dev.model.handle(data[:-len(eom)])
+                        bench.host_done()
                 if reply:
                     dev._out.append(reply)
             else:

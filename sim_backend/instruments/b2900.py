@@ -39,6 +39,10 @@ TIMER_MIN, TIMER_MAX = 1e-5, 1e5  # :TRIG:TIM interval (not in the notes)
 STAT_CURRENT_SOURCE, STAT_COMPLIANCE, STAT_OVERFLOW = 1, 2, 8192
 ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT", "SOUR")  # the fixed output order
 _ELEMENT_OPTIONS = ("VOLTage", "CURRent", "RESistance", "TIME", "STATus", "SOURce")
+#: ``:FORMat:ELEMents:SENSe`` parameter text -> the elements it selects (``_elements``)
+_ELEMENTS_BY_TEXT: dict[str, tuple[str, ...]] = {}
+#: element tuple -> their positions in a data row (``_data``'s spot replies)
+_ELEMENT_INDEX: dict[tuple[str, ...], tuple[int, ...]] = {}
 _TRIGGER_SOURCES = (
     "AINT",
     "BUS",
@@ -177,6 +181,7 @@ class KeysightB2900Sim(ScpiInstrument):
         self.line_frequency_hz = line_frequency(opts, where)
         self.i_ranges = (1e-8, *I_RANGES) if re.search(r"B291", model) else I_RANGES
         self.chans = {c: _Channel(bench, f"{name}/{c}") for c in range(1, int(channels) + 1)}
+        self._chanlists: dict[str, tuple[int, ...]] = {}  # ``_chanlist``'s, per list text
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -203,10 +208,19 @@ class KeysightB2900Sim(ScpiInstrument):
     def _chanlist(self, cmd: Command, index: int = 0) -> list[int]:
         if not cmd.has(index):
             return [1]
-        chans = cmd.channels(index)
-        if not chans or any(c not in self.chans for c in chans):
-            raise ScpiError(-224)
-        return sorted(set(chans))  # channel 1 data first, whatever the list order
+        # a pure function of the list's text (the channel set is fixed at creation):
+        # remembered per text, as ``(@1)`` comes with every reading; refusals are not kept
+        text = cmd.args[index]
+        hit = self._chanlists.get(text)
+        if hit is None:
+            chans = cmd.channels(index)
+            if not chans or any(c not in self.chans for c in chans):
+                raise ScpiError(-224)
+            hit = tuple(sorted(set(chans)))  # channel 1 data first, whatever the list order
+            if len(self._chanlists) >= 256:
+                self._chanlists.clear()
+            self._chanlists[text] = hit
+        return list(hit)
 
     def _aperture(self, ch: _Channel) -> float:
         return ch.aperture_plc / self.line_frequency_hz
@@ -421,7 +435,10 @@ class KeysightB2900Sim(ScpiInstrument):
                 last = rows[-1]
                 if len(elements) == 1:
                     return _nr3(last[ELEMENTS.index(elements[0])]).encode()
-                return ",".join(_nr3(last[ELEMENTS.index(e)]) for e in elements).encode()
+                idx = _ELEMENT_INDEX.get(elements)
+                if idx is None:  # (a handful of element tuples: kept for good)
+                    idx = _ELEMENT_INDEX[elements] = tuple(ELEMENTS.index(e) for e in elements)
+                return ",".join([_nr3(last[k]) for k in idx]).encode()
         idx = [ELEMENTS.index(e) for e in elements]
         if latest and self.form == "ASC" and len(idx) * len(chans) < 16:
             # several channels' spot readings (``:MEAS:CURR? (@1,2)``): the general path's
@@ -1022,8 +1039,16 @@ class KeysightB2900Sim(ScpiInstrument):
 
     @scpi(":FORMat:ELEMents:SENSe", nargs=(1, 6))
     def _elements(self, cmd: Command) -> None:
-        chosen = {cmd.choice(i, _ELEMENT_OPTIONS) for i in range(len(cmd.args))}
-        self.elements = tuple(e for e in ELEMENTS if e in chosen)
+        # the tuple is a pure function of the parameter text: remembered per text (a host
+        # sends the same one before every reading); a text that fails is never kept
+        elements = _ELEMENTS_BY_TEXT.get(cmd.raw)
+        if elements is None:
+            chosen = {cmd.choice(i, _ELEMENT_OPTIONS) for i in range(len(cmd.args))}
+            elements = tuple(e for e in ELEMENTS if e in chosen)
+            if len(_ELEMENTS_BY_TEXT) >= 256:
+                _ELEMENTS_BY_TEXT.clear()
+            _ELEMENTS_BY_TEXT[cmd.raw] = elements
+        self.elements = elements
 
     @scpi(":FORMat:ELEMents:SENSe?", nargs=0)
     def _elements_q(self, cmd: Command) -> str:

@@ -8,6 +8,7 @@ so adding a new noise source never shifts an existing one.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -80,3 +81,40 @@ def lognormal(keys: np.ndarray, stream: str | int, sigma_ln: object, event: obje
         # the shape ``normal`` gives (keys broadcast with event), so callers index it alike
         return np.ones(np.broadcast(np.asarray(keys), np.asarray(event), sigma).shape)
     return np.exp(sigma * normal(keys, stream, event))
+
+
+# ---------------------------------------------------------------------------------------------
+# One draw on Python ints and floats (a single cell's pulse: no arrays to build). The same
+# integer hash (wrapping uint64 arithmetic as masked Python ints) and the same float64
+# operations in the same order; the transcendental steps stay numpy ufuncs, which give a
+# Python float exactly what they give a one-element array (libm's ``math.log`` need not).
+
+_MASK = (1 << 64) - 1
+_GOLDEN_I, _M1_I, _M2_I = int(_GOLDEN), int(_M1), int(_M2)
+_SIDS: dict[str, int] = {}
+
+
+def _mix_int(z: int) -> int:
+    """``_mix`` of one uint64 held as a Python int in [0, 2**64)."""
+    z = (z + _GOLDEN_I) & _MASK
+    z = ((z ^ (z >> 30)) * _M1_I) & _MASK
+    z = ((z ^ (z >> 27)) * _M2_I) & _MASK
+    return z ^ (z >> 31)
+
+
+def normal_one(key: int, stream: str, event: int) -> float:
+    """``float(normal(np.array([key], uint64), stream, event)[0])``, bit for bit."""
+    sid = _SIDS.get(stream)
+    if sid is None:
+        sid = _SIDS[stream] = stream_id(stream)
+    b = _mix_int(key ^ _mix_int((sid * _M1_I + (event & _MASK) * _M2_I) & _MASK))
+    u1 = (float(b >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+    u2 = (float(_mix_int(b) >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+    return math.sqrt(-2.0 * float(np.log(u1))) * float(np.cos(2.0 * np.pi * u2))
+
+
+def lognormal_one(key: int, stream: str, sigma_ln: float, event: int) -> float:
+    """``float(lognormal(np.array([key], uint64), stream, sigma_ln, event)[0])``, bit for bit."""
+    if not sigma_ln:
+        return 1.0
+    return float(np.exp(sigma_ln * normal_one(key, stream, event)))

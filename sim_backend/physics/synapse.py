@@ -5,6 +5,7 @@ No write-verify here: that loop belongs to the instrument/protocol layer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -82,6 +83,24 @@ class SynapseParams(ParamSet):
     relax_reset_fraction: float = param(
         1e-3, "1", "a pulse restarts the relaxation clock only if it moves G this far to target",
         lo=0, hi=1)
+
+
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats (NaN propagates; equal values, +-0 too, give ``b``)."""
+    return a if a > b or a != a else b
+
+
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN propagates; equal values, +-0 too, give ``b``)."""
+    return a if a < b or a != a else b
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    """``np.clip`` of a float (NaN propagates; a bound equal to ``x``, +-0 too, keeps ``x``)."""
+    if x != x:
+        return x
+    x = x if x >= lo else lo
+    return x if x <= hi else hi
 
 
 def _per_device(value: object, n: int, name: str) -> np.ndarray:
@@ -182,6 +201,9 @@ class SynapseArray:
         multiplying the step, and a saturating pulse still ends at its target); a Gaussian of
         c2c_add_rel * range * sqrt(1 - exp(-2 r t)) follows (the exact OU form, so weak pulses
         such as reads add almost nothing). Then clamp to [G_min, G_max]; stuck cells never move.
+
+        ``pulse_cell`` is this law for one cell on scalars (write-verify speed): a change here
+        must be made there too; tests/sim/test_fastpath.py compares the two bit for bit.
         """
         n, pr = self.n, self.params
         v = _per_device(v_bl, n, "v_bl")
@@ -218,6 +240,71 @@ class SynapseArray:
         self.g_s = np.where(program, new, self.g_s)
         self.n_pulses = ev + active
         self._apply_relaxation(weak | (~active & (self.stuck == STUCK_NONE)))
+
+    def pulse_cell(self, i: int, v: float, width_s: float, v_gate: float) -> None:
+        """``pulse`` of cell ``i`` alone (bit line voltage ``v`` != 0, gate ``v_gate``), in place:
+        what ``take([i])``, ``pulse([v], width_s, [v_gate])``, ``put`` give, bit for bit.
+
+        Every step of ``pulse`` is elementwise, so one cell's result is that of the same float64
+        operations on its own values: here on Python floats (IEEE double, as numpy's) with the
+        transcendental steps kept as numpy ufuncs (which give a float what they give an array;
+        ``math``'s libm need not) and the noise from ``rng.*_one``. It saves the dozens of
+        one-element array calls a write-verify pulse on an array costs. Only without a
+        relaxation law (the general path's ``_apply_relaxation`` is then just a clip).
+        """
+        pr = self.params
+        if pr.relax_drift_rel or pr.relax_sigma_a_rel or pr.relax_sigma_b_rel:
+            idx = np.array([i])
+            sub = self.take(idx)
+            sub.pulse(v, width_s, v_gate)
+            self.put(idx, sub)
+            return
+        w = float(width_s)
+        if not (w >= 0 and math.isfinite(v) and math.isfinite(w)):
+            raise ParameterError("pulse: widths must be >= 0 s and voltages finite")
+        ev = int(self.n_pulses[i])
+        if not (v != 0 and w > 0):  # inactive: only ages (pulse's early ``relax``)
+            self.age_s[i] = self.age_s[i] + w
+            if self.stuck[i] == STUCK_NONE:
+                self.g_s[i] = _clip(self.g_prog_s.item(i), self.p["g_min_s"].item(i),
+                                    self.p["g_max_s"].item(i))
+            return
+        p = self.p
+        gmin, gmax = p["g_min_s"].item(i), p["g_max_s"].item(i)
+        if v > 0:  # rate(): k exp(min(max(v, 0) / v0, cap))
+            x = p["k_set_per_s"].item(i) * float(np.exp(
+                _minimum(_maximum(v, 0.0) / p["v_set_v"].item(i), _EXP_CAP))) * w
+        else:
+            x = p["k_reset_per_s"].item(i) * float(np.exp(
+                _minimum(_maximum(-v, 0.0) / p["v_reset_v"].item(i), _EXP_CAP))) * w
+        frac = -float(np.expm1(-x))
+        g = self.g_s.item(i)
+        if v > 0:  # g_sat() at the gate, then the gap up to it (never down)
+            z = _clip((v_gate - p["v_g0_v"].item(i)) / p["s_g_v"].item(i), -_EXP_CAP, _EXP_CAP)
+            target = gmin + (gmax - gmin) * (1.0 / (1.0 + float(np.exp(-z))))
+            gap = _maximum(target - g, 0.0)
+        else:
+            gap = _minimum(gmin - g, 0.0)
+        key = int(self.keys[i])
+        dose = x * rng.lognormal_one(key, "c2c.step", pr.c2c_sigma_ln, ev)
+        step = gap * -float(np.expm1(-dose))
+        if pr.c2c_add_rel:
+            sig = pr.c2c_add_rel * (gmax - gmin) * math.sqrt(-float(np.expm1(-2.0 * x)))
+            step = step + sig * rng.normal_one(key, "c2c.add", ev)
+        new = _clip(g + step, gmin, gmax)
+        self.n_pulses[i] = ev + 1
+        if self.stuck[i] != STUCK_NONE:  # a stuck cell only ages
+            self.age_s[i] = self.age_s[i] + w
+        elif frac >= pr.relax_reset_fraction:  # a programming pulse
+            self.g_prog_s[i] = new
+            self._relax_event[i] = ev
+            self.age_s[i] = 0.0
+            self.g_s[i] = new
+        else:  # a weak one: shifts the baseline, then the (clip-only) relaxation
+            prog = self.g_prog_s.item(i) + (new - g)
+            self.g_prog_s[i] = prog
+            self.age_s[i] = self.age_s[i] + w
+            self.g_s[i] = _clip(prog, gmin, gmax)
 
     def run(self, wave: Waveform, v_gate: object = None) -> None:
         """Apply every segment of a PWC waveform as a pulse of its width (0 V segments only age)."""

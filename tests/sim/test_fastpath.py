@@ -559,3 +559,167 @@ def test_707b_remembered_channel_lists_parse_and_fail_as_before():
         for _ in range(2):  # refused every time, never remembered
             with pytest.raises(TspRuntimeError):
                 channel._parse(spec, "close", scopes=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 15: write-verify programming -- one-cell pulses and reads on Python floats, the
+# bench's in-place line updates, remembered SCPI choices
+
+
+def test_one_draw_helpers_equal_the_array_draws():
+    """``rng.normal_one``/``lognormal_one`` against one-element ``normal``/``lognormal``,
+    over keys, streams and events (a negative one too), sigma 0 included."""
+    from sim_backend.physics import rng
+
+    keys = device_keys(11, 0, 0, np.arange(400))
+    for k, key in enumerate(keys.tolist()):
+        ev = (k * 7919) % 3000 - 5
+        for stream in ("c2c.step", "c2c.add"):
+            want = rng.normal(np.array([key], dtype=np.uint64), stream, ev)[0]
+            assert bits(rng.normal_one(key, stream, ev)) == bits(float(want))
+            for sigma in (0.0, 0.3):
+                want = rng.lognormal(np.array([key], dtype=np.uint64), stream, sigma, ev)[0]
+                assert bits(rng.lognormal_one(key, stream, sigma, ev)) == bits(float(want))
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"stuck_fraction": 0.3, "relax_reset_fraction": 0.2},
+    {"c2c_add_rel": 0.0, "c2c_sigma_ln": 0.0}, {"relax_drift_rel": 0.01},
+])
+def test_pulse_cell_equals_the_subset_pulse(overrides):
+    """``SynapseArray.pulse_cell`` against ``take``/``pulse``/``put`` of that cell: SET and
+    RESET, weak and saturating pulses, 0 V and 0 s, stuck cells, a relaxation law (its
+    fallback) -- every state array the same bits."""
+    import copy
+
+    from dendrolab.errors import ParameterError
+    from sim_backend.physics.synapse import SynapseArray, SynapseParams
+
+    params = dataclasses.replace(SynapseParams(), **overrides)
+    fast = SynapseArray(params, keys=device_keys(3, 0, 0, np.arange(60)))
+    ref = copy.deepcopy(fast)
+    rnd = random.Random(5)
+    for _ in range(3000):
+        i = rnd.randrange(fast.n)
+        v = rnd.choice([1.15, -1.15, 0.8, -0.5, 0.2, 3.0, -30.0, 0.0]) * rnd.choice([1, 0.97])
+        w = rnd.choice([8e-5, 2e-5, 1e-6, 1e-3, 0.0, 1e-9])
+        gate = rnd.choice([1.6, 1.0, 0.5, 0.0])
+        fast.pulse_cell(i, v, w, gate)
+        idx = np.array([i])
+        sub = ref.take(idx)
+        sub.pulse(np.array([v]), w, np.array([gate]))
+        ref.put(idx, sub)
+    for name in SynapseArray.STATE:
+        got, want = getattr(fast, name), getattr(ref, name)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+    assert fast.n_pulses.sum() > 1000
+    with pytest.raises(ParameterError):
+        fast.pulse_cell(0, 1.0, -1e-6, 1.6)
+
+
+def reference_array_hold(dut, dt: float) -> None:
+    """``ArrayDut.hold`` as written before issue 15 (no relaxation law): the subset pulse."""
+    from sim_backend.array_dut import READ_DOSE_FLOOR
+
+    if not dt > 0 or dut._rate_bound() * dt < READ_DOSE_FLOOR:
+        return
+    vc = dut.cell_voltages().ravel()
+    gates = np.broadcast_to(dut.v_gate[None, :], (dut.rows, dut.cols)).ravel()
+    idx = np.flatnonzero(vc)
+    if idx.size == 0:
+        return
+    if idx.size == vc.size:
+        dut.cells.pulse(vc, dt, gates)
+        return
+    sub = dut.cells.take(idx)
+    sub.pulse(vc[idx], dt, gates[idx])
+    dut.cells.put(idx, sub)
+
+
+def test_array_hold_and_one_cell_reads_equal_the_subset_paths():
+    """Write-verify on an array: one cell (or a few, or a whole row) pulsed and read again
+    and again, each pulse held in two parts, counters jumping past their noise blocks --
+    the cells' state and every reading the same bits as the subset pulse and the per-read
+    formula."""
+    fast, ref = make_array_twins()
+    rnd = random.Random(9)
+    for step in range(500):
+        row = rnd.randrange(fast.rows)
+        gates = sorted(rnd.sample(range(fast.cols), rnd.choice((1, 1, 1, 2, fast.cols))))
+        v = rnd.choice((1.15, -1.15, 1.3, -0.9))
+        for volts, dts in ((v, (8e-5, 2e-5)), (0.2, (1e-3,))):
+            lines = [("r", row, volts), ("g", np.array(gates, dtype=np.intp), 1.6)]
+            for dut in (fast, ref):
+                dut.set_lines(lines)
+            for dt in dts:
+                fast.hold(volts, dt)
+                reference_array_hold(ref, dt)
+        index = rnd.choice((row, np.array([row])))
+        assert bits(fast.read_line("r", index)) == bits(reference_line_current(ref, "r", index))
+        col = gates[0]
+        assert bits(fast.read_line("s", col)) == bits(reference_line_current(ref, "s", col))
+        if step % 41 == 3:  # a counter jumps past its block
+            for dut in (fast, ref):
+                dut.cells.n_reads[row * fast.cols + col] += 100
+        for name in ("g_s", "g_prog_s", "age_s", "n_pulses", "n_reads"):
+            assert getattr(fast.cells, name).tobytes() == getattr(ref.cells, name).tobytes()
+    assert fast.cells.n_pulses.sum() > 500
+
+
+def test_bench_in_place_line_updates_equal_a_full_set_lines():
+    """Levels changed one terminal at a time, routes moved, a line clamped (compliance):
+    after every refresh the array's lines are those a full ``set_lines`` gives."""
+    rows, cols = 4, 6
+    wiring: dict[str, object] = {"src/1": [f"a1.s{j}" for j in range(1, 4)],
+                                 "src/2": [f"a1.s{j}" for j in range(4, cols + 1)]}
+    bench = Bench({"seed": 1, "noise": False, "wiring": wiring,
+                   "devices": {"a1": {"kind": "array", "rows": rows, "cols": cols}}})
+    bench.close_route("r2", [("row/1", "a1.r2")])
+    bench.close_route("g3", [("gate/1", "a1.g3")])
+    dut, slot = bench.device("a1"), bench.slots["a1"]
+    rnd = random.Random(4)
+    for step in range(400):
+        term = rnd.choice(("row/1", "gate/1", "src/1", "src/2"))
+        bench.source(term, rnd.choice((0.0, 0.2, -1.15, 1.6, None)))
+        if step % 17 == 0:
+            name = rnd.choice(("r1", "r2", "g1", "g3"))
+            if name in bench.routes:
+                bench.open_route(name)
+            else:
+                bench.close_route(name, [("row/1" if name[0] == "r" else "gate/1",
+                                          f"a1.{name}")])
+        if step % 23 == 0:
+            dut.set_line("r", 1, 0.05)  # as a clamp does
+        bench._refresh(slot)
+        got = [dut.v_row.tobytes(), dut.v_gate.tobytes(), dut.v_src.tobytes()]
+        dut.set_line("r", 0, dut.line_voltage("r", 0))  # forget the key: a full set_lines
+        bench._refresh(slot)
+        assert got == [dut.v_row.tobytes(), dut.v_gate.tobytes(), dut.v_src.tobytes()], step
+
+
+def test_remembered_choices_and_elements_match_and_fail_as_before():
+    """``parse_choice`` remembered per (text, options, quoted): the same short forms, a list
+    of options still accepted, errors raised every time; the B2900's element tuples per text."""
+    from sim_backend.instruments.b2900 import KeysightB2900Sim
+    from sim_backend.scpi import ScpiError, parse_choice
+
+    options = ("VOLTage", "CURRent", "RESistance")
+    for _ in range(2):
+        assert parse_choice("curr", options) == "CURR"
+        assert parse_choice("RESISTANCE", options) == "RES"
+        assert parse_choice('"VOLT"', options, quoted=None) == "VOLT"
+        assert parse_choice("volt", list(options)) == "VOLT"
+        for text, quoted in (("CURRX", False), ('"CURR"', False), ("CURR", True), ("", False)):
+            with pytest.raises(ScpiError):
+                parse_choice(text, options, quoted=quoted)
+    bench = Bench({"seed": 1, "noise": False, "devices": {"d1": {"kind": "dendrite"}},
+                   "wiring": {"smu/1": "d1"}})
+    m = KeysightB2900Sim(bench, "smu")
+    for _ in range(2):
+        m.handle(b":FORM:ELEM:SENS CURR,VOLT")
+        assert m.elements == ("VOLT", "CURR")
+        m.handle(b":FORM:ELEM:SENS TIME")
+        assert m.elements == ("TIME",)
+        m.handle(b":FORM:ELEM:SENS CURR,BOGUS")
+        assert m.elements == ("TIME",)
+    assert m.handle(b":SYST:ERR?").startswith(b"-224")
