@@ -1,12 +1,13 @@
 """Hardware inference on the simulated dendritic board: wall time, bench time, energy, accuracy.
 
-Run: ``python benchmarks/bench_board.py [--images N] [--hidden H]``. Trains the MATLAB-variant
-digits network (64-H-10, the packaged board holds H = 32; smaller H writes a board of that
-shape), programs it onto the board and runs N test images (default: the whole digits test
-set), then prints programming and inference wall time, the bench-clock duration and energy per
-image (next to the paper's "tens of microseconds" per inference of the optimised unit), the
-board's accuracy, the software network's and the mirror's, and their agreement (issue 14: >= 95
-% of images; the digits test set in <= 60 s).
+Run: ``python benchmarks/bench_board.py [--images N] [--hidden H] [--seed S]``. Trains the
+MATLAB-variant digits network (64-H-10, the packaged board holds H = 32; smaller H writes a
+board of that shape; seed S for the training and the digits split), programs it onto the board
+and runs N test images (default: the whole digits test set), then prints programming and
+inference wall time, the bench-clock duration and energy per image (next to the paper's "tens
+of microseconds" per inference of the optimised unit), the board's accuracy, the software
+network's and the mirror's, and their agreement (issue 14: >= 95 % of images; the digits test
+set in <= 60 s).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="test images (default all)")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the training and of the digits split (as network train)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -45,9 +48,9 @@ def main() -> None:
                 8, 72 - 2 * args.hidden)))[1]
         cfg = NetConfig(digits_layout(), args.hidden, variant="matlab")
         t0 = time.perf_counter()
-        res = train(cfg, load_digits(seed=0), epochs=args.epochs, lr=0.1, batch=32, seed=0,
-                    clamp_grad="pass")
-        model = save_model(folder / "model.npz", res.params, cfg, seed=0)
+        res = train(cfg, load_digits(seed=args.seed), epochs=args.epochs, lr=0.1, batch=32,
+                    seed=args.seed, clamp_grad="pass")
+        model = save_model(folder / "model.npz", res.params, cfg, seed=args.seed)
         print(f"training: {time.perf_counter() - t0:.1f} s")
         job = br.prepare(br.INFER, model, roles, limit=args.images)
         marks: dict[str, float] = {}

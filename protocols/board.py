@@ -14,6 +14,7 @@ Format (values are examples; voltages in V, times in s, conductances in S)::
       hidden: 32                # hidden neurons; outputs: 10
       input_bits: 4             # bit-serial row inputs; hidden soma outputs are quantised alike
       column_reads: 1           # readings averaged per column and bit plane during inference
+      correct_failed: true      # host subtracts the known error of pairs with a failed cell
       read_v: 0.2               # row voltage of a '1' bit and of every verify read
       gate_v: 1.6               # word line on
       g_min_s: 2.0e-6           # programming window of each device of a differential pair
@@ -59,7 +60,8 @@ ROW_LETTERS = "ABCDEFGH"
 KEY = "board"
 
 _TOP = {"layout", "hidden", "outputs", "input_bits", "read_v", "gate_v", "g_min_s", "g_max_s",
-        "program", "rows_smu", "gates_smu", "dendrite", "soma", "layers", "column_reads"}
+        "program", "rows_smu", "gates_smu", "dendrite", "soma", "layers", "column_reads",
+        "correct_failed"}
 _PROGRAM = {"v_set": 1.15, "v_reset": -1.15, "width_s": 100e-6, "tol_rel": 0.05,
             "max_pulses": 50}
 _DENDRITE = {"v_max": 5.0, "width_s": 100e-6, "period_s": 5e-3, "compliance_a": 1e-3}
@@ -161,6 +163,7 @@ class Board:
     soma: Mapping[str, float]
     layers: tuple[LayerSpec, LayerSpec]
     column_reads: int = 1
+    correct_failed: bool = True
 
     @property
     def levels(self) -> int:
@@ -200,6 +203,12 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ParameterError(f"{where} = {value!r:.40}: expected an integer in {lo}..{hi}")
     return int(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParameterError(f"{where} = {value!r:.40}: expected true or false")
+    return value
 
 
 def _map(value: Any, where: str, keys: set[str] | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -345,7 +354,8 @@ def parse_board(data: Any, branch_sizes: Sequence[int], output_blocks: int,
                   g_max, program, _role(m.get("rows_smu"), f"{where}.rows_smu"),
                   _role(m.get("gates_smu"), f"{where}.gates_smu"), dendrite, soma,
                   (parsed[0], parsed[1]),
-                  _int(m.get("column_reads", 1), f"{where}.column_reads", 1, 64))
+                  _int(m.get("column_reads", 1), f"{where}.column_reads", 1, 64),
+                  _bool(m.get("correct_failed", True), f"{where}.correct_failed"))
     _check_overlaps(board, where)
     return board
 

@@ -178,22 +178,30 @@ class LayerResult:
 
 
 def run_layer(io: BoardIO, k: int, codes: np.ndarray, rows: tuple[np.ndarray, ...],
-              w_max: float, cal: Calibration, theta: float) -> LayerResult:
-    """One layer of one image on the board (module docstring)."""
+              w_max: float, cal: Calibration, theta: float,
+              offsets: tuple[np.ndarray, ...] | None = None) -> LayerResult:
+    """One layer of one image on the board (module docstring). ``offsets`` (per branch, rows x
+    columns, S: ``Programmed.offsets``) are the failed pairs' known conductance errors: each
+    plane's column currents less ``read_v`` x its driven rows' offsets go into the sums (the
+    currents recorded are the ones read)."""
     board = io.board
     layer = board.layers[k]
     bits, n_b, m = board.input_bits, len(layer.arrays), layer.n_neurons
     currents = np.zeros((bits, n_b, 2 * m))
+    known = np.zeros_like(currents)
     energy = np.zeros(len(ENERGY_PARTS))
     with io.biased():
         for p in range(bits):
             masks = [board_math.bit_plane(codes[r], p) for r in rows]
             if any(mask.any() for mask in masks):  # an all-zero plane carries no current
                 currents[p] = io.read_columns(k, masks, board.column_reads)
+                if offsets is not None:
+                    known[p] = [board.read_v * (mask @ off)
+                                for mask, off in zip(masks, offsets, strict=True)]
     energy[0] = (board.read_v * np.abs(currents).sum() * READ_APERTURE_S
                  * board.column_reads)
-    z = board_math.branch_sums(currents, bits, board.read_v, board.g_min_s, board.g_max_s,
-                               w_max)
+    z = board_math.branch_sums(currents - known, bits, board.read_v, board.g_min_s,
+                               board.g_max_s, w_max)
     u = board_math.dendrite_inputs(z)
     f = np.zeros((n_b, m))
     for b, dev in enumerate(layer.dendrites):
@@ -218,14 +226,16 @@ def run_layer(io: BoardIO, k: int, codes: np.ndarray, rows: tuple[np.ndarray, ..
 
 
 def run_image(io: BoardIO, x: np.ndarray, rows: tuple[tuple[np.ndarray, ...], ...],
-              w_max: tuple[float, float], cal: Calibration, theta: float
+              w_max: tuple[float, float], cal: Calibration, theta: float,
+              offsets: tuple[tuple[np.ndarray, ...], ...] | None = None
               ) -> tuple[LayerResult, LayerResult, np.ndarray, int]:
     """Both layers of one image (features in [0, 1]); returns the layers, the hidden codes and
-    the predicted label."""
+    the predicted label. ``offsets``: per layer, ``run_layer``'s."""
     bits = io.board.input_bits
-    h = run_layer(io, 0, board_math.encode(x, bits), rows[0], w_max[0], cal, theta)
+    off = offsets if offsets is not None else (None, None)
+    h = run_layer(io, 0, board_math.encode(x, bits), rows[0], w_max[0], cal, theta, off[0])
     hidden = board_math.quantise(h.y, bits)
-    o = run_layer(io, 1, hidden, rows[1], w_max[1], cal, theta)
+    o = run_layer(io, 1, hidden, rows[1], w_max[1], cal, theta, off[1])
     label = int(board_math.predict(o.y, o.s)[0])
     return h, o, hidden, label
 

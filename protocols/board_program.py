@@ -143,6 +143,26 @@ class Programmed:
         return out
 
 
+    def offsets(self, original: Targets) -> tuple[tuple[np.ndarray, ...], ...]:
+        """Per layer, per branch (rows, 2 M): for both cells of every pair holding a cell that
+        failed to converge, its last read conductance minus its original target; 0 elsewhere.
+
+        The host subtracts ``read_v x`` the driven rows' offsets from each column current
+        (``board_infer.run_layer``): a failed device (stuck, usually far outside the window,
+        which no partner can absorb) then counts with the weight the network asked for. It is
+        a digital fix of a known analog defect, like the host's bit-plane sums; the partner's
+        repair target is undone the same way, so the pair is back to its original weight."""
+        out = [[np.zeros_like(t) for t in layer] for layer in original.cols]
+        for (k, b, i, j), (_g, ok) in self.results.items():
+            if ok:
+                continue
+            for c in (j & ~1, j | 1):
+                g = self.results.get((k, b, i, c))
+                if g is not None:
+                    out[k][b][i, c] = g[0] - original.cols[k][b][i, c]
+        return tuple(tuple(layer) for layer in out)
+
+
 def run_program_steps(io: BoardIO, writer: RunWriter, state: Programmed, first: int,
                       start: int, clock: Any, progress: Progress | None = None) -> None:
     """Run the programming steps from ``start`` (file step ``first + i`` is plan step i)."""
@@ -203,25 +223,26 @@ def programmed_from(reader: Any, board: Board, targets: Targets) -> Programmed:
     return state
 
 
-def iter_map(reader: Any, board: Board, kind: str = "readback"
+def iter_map(reader: Any, board: Board, kind: str = "readback", field: str = "g_s"
              ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
-    """(layer, column, branch, row, g_s) of every finished step of one kind in a run file."""
+    """(layer, column, branch, row, ``field``) of every finished step of one kind in a run
+    file (``field``: ``g_s``, or ``target_s`` of the program steps)."""
     for step in list(reader.steps):
         lv = step.loop_vars or {}
         if not step.name.startswith(kind + " ") or "column" not in lv or step.rows == 0:
             continue
         data = reader.step(step.index)
         yield (int(lv["layer"]) - 1, int(lv["column"]) - 1, np.asarray(data["branch"]),
-               np.asarray(data["row"]), np.asarray(data["g_s"]))
+               np.asarray(data["row"]), np.asarray(data[field]))
 
 
-def conductance_map(reader: Any, board: Board, kind: str = "readback"
+def conductance_map(reader: Any, board: Board, kind: str = "readback", field: str = "g_s"
                     ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Per layer, per branch (rows, 2 M) conductances from a run file's read-back (or the
-    program steps' last verify reads); NaN where a step is missing."""
+    program steps' last verify reads, or their targets); NaN where a step is missing."""
     maps = [[np.full((a.n_rows, a.n_cols), np.nan) for a in layer.arrays]
             for layer in board.layers]
-    for k, j, branch, row, g in iter_map(reader, board, kind):
+    for k, j, branch, row, g in iter_map(reader, board, kind, field):
         for b, i, value in zip(branch, row, g, strict=True):
             maps[k][int(b)][int(i), j] = value
     return tuple(maps[0]), tuple(maps[1])

@@ -288,7 +288,9 @@ def _drive(job: BoardJob, instruments: InstrumentSet, writer: RunWriter, start: 
         if start < n_prog:
             bp.run_program_steps(io, writer, state, 0, start, clock, progress)
         if job.kind == INFER:
-            _infer(job, io, writer, clock, n_prog, max(start, n_prog), previous, progress)
+            offsets = state.offsets(job.targets) if job.board.correct_failed else None
+            _infer(job, io, writer, clock, n_prog, max(start, n_prog), previous, offsets,
+                   progress)
         io.idle()
         instruments.check_errors()
     except BaseException as exc:
@@ -316,7 +318,8 @@ def _reverify(io: BoardIO, state: bp.Programmed, writer: RunWriter,
 
 
 def _infer(job: BoardJob, io: BoardIO, writer: RunWriter, clock: Any, first: int, start: int,
-           previous: _Previous | None, progress: Progress | None) -> None:
+           previous: _Previous | None, offsets: tuple[tuple[np.ndarray, ...], ...] | None,
+           progress: Progress | None) -> None:
     board = job.board
     assert job.x is not None and job.y is not None
     prev = previous or _Previous(None, None, [], [], [], [])
@@ -342,7 +345,7 @@ def _infer(job: BoardJob, io: BoardIO, writer: RunWriter, clock: Any, first: int
             for i in range(lo, min(lo + bi.BLOCK, n_images)):
                 t0 = clock.now()
                 h, o, hidden, label = bi.run_image(io, job.x[i], rows, job.targets.w_max, cal,
-                                                   job.cfg.theta)
+                                                   job.cfg.theta, offsets)
                 e = h.energy + o.energy
                 dt = clock.now() - t0
                 out.append(i, int(job.y[i]), label, o.s, o.y, o.i_soma, hidden, e, dt,

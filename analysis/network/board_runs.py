@@ -21,7 +21,7 @@ from analysis.network.board_mirror import BoardCalibration, Ladder, agreement, m
 from dendrolab.errors import InstrumentError, RunFileError
 from protocols.board import Board
 from protocols.board_infer import ENERGY_PARTS, calibration_from
-from protocols.board_program import conductance_map
+from protocols.board_program import Targets, conductance_map, programmed_from
 from protocols.board_run import INFER, KINDS, load_board
 from protocols.runfile import RunReader
 
@@ -62,6 +62,18 @@ def _ladders(xs: tuple[tuple[np.ndarray, ...], ...], currents: tuple[tuple[np.nd
                  for xl, il in zip(xs, currents, strict=True))
 
 
+def _corrected(reader: RunReader, board: Board, g: tuple[tuple[np.ndarray, ...], ...],
+               w_max: tuple[float, ...]) -> tuple[tuple[np.ndarray, ...], ...]:
+    """The read-back conductances as the host's sums see them with ``correct_failed``: less
+    the failed pairs' known errors (``Programmed.offsets``, from the program and repair steps:
+    the same numbers the host used)."""
+    original = Targets(conductance_map(reader, board, "program", "target_s"),
+                       (float(w_max[0]), float(w_max[1])))
+    offsets = programmed_from(reader, board, original).offsets(original)
+    return tuple(tuple(gb - ob for gb, ob in zip(gl, ol, strict=True))
+                 for gl, ol in zip(g, offsets, strict=True))
+
+
 def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
     """A board run file as tables (one-line RunFileError for anything else)."""
     with RunReader(path) as reader:
@@ -99,9 +111,12 @@ def read_board_run(path: str | os.PathLike[str]) -> BoardRun:
                 except InstrumentError:  # a dead device: the run stopped there, no mirror
                     cal = None
             if cal is not None:
+                w_max = tuple(json.loads(attrs["w_max"]) if isinstance(attrs["w_max"], str)
+                              else attrs["w_max"])
+                if board.correct_failed:
+                    g = _corrected(reader, board, g, w_max)
                 calibration = BoardCalibration(
-                    g, tuple(json.loads(attrs["w_max"]) if isinstance(attrs["w_max"], str)
-                             else attrs["w_max"]),
+                    g, w_max,
                     _ladders(cal.dendrite_u, cal.dendrite_i), _ladders(cal.soma_v, cal.soma_i))
     return BoardRun(str(path), kind, attrs, board, frame, summary, calibration, failed, cells)
 

@@ -68,6 +68,7 @@ def _broken(packaged: dict, path: str, value) -> dict:
     ("layers.0.arrays.1.rows.first", 1, "carries both"),
     ("layers.1.somas", "soma", "at least one"),
     ("colour", 1, "unknown key"),
+    ("correct_failed", "yes", "expected true or false"),
     ("layers.0.arrays.0.sense", ["s1", "s2", "s3"], "do not split 64 columns"),
     ("layers.0.arrays.0.sense", ["s1", "s1"], "appears twice"),
     ("layers.0.arrays.0.sense", [], "expected an SMU role"),
