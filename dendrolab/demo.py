@@ -277,8 +277,9 @@ def run_board_demo(out_dir: Path, images: int = BOARD_DEMO_IMAGES) -> Iterator[s
     loop = closed_loop(run)
     s = run.summary
     assert s is not None
-    yield (f"board 64-32-10 (7 arrays, {run.cells} cells, {run.failed_cells} stuck and "
-           f"repaired around): {len(run.images)} test digits, accuracy {loop.board_accuracy:.1%} "
+    yield (f"board 64-32-10 (7 arrays, {run.cells} cells, {run.failed_cells} stuck, their "
+           f"known errors corrected by the host): {len(run.images)} test digits, accuracy "
+           f"{loop.board_accuracy:.1%} "
            f"(software network {loop.software_accuracy:.1%}); the software mirror with the "
            f"board's read-back conductances and calibrations agrees on {loop.agreement:.1%}")
     yield (f"per image: {sum(s['energy_j'].values()):.3g} J in the devices, "
