@@ -78,38 +78,38 @@ def calibration_steps(board: Board) -> list[StepSpec]:
     ]
 
 
-def calibrate_dendrites(io: BoardIO, out: Any) -> dict[str, np.ndarray]:
-    """Every dendrite's ladder (``CAL_REPEATS`` interleaved passes of ``CAL_U``) into ``out``;
-    returns the rows written."""
+def _ladders(io: BoardIO, out: Any, kind: str, drive: np.ndarray, extra: dict[str, Any]
+             ) -> dict[str, np.ndarray]:
+    """One pulsed sweep at the levels ``drive`` (V) on every dendrite or soma (``kind``) of
+    every layer, each written to ``out`` as rows (layer, branch or soma index, the ``extra``
+    columns, applied voltage, current); returns all the rows."""
     board = io.board
-    levels_u = np.tile(CAL_U, CAL_REPEATS)
+    settings = board.dendrite if kind == "dendrite" else board.soma
+    name = "branch" if kind == "dendrite" else "soma"
     parts = []
     for k, layer in enumerate(board.layers):
-        for b, dev in enumerate(layer.dendrites):
-            p = io.pulse(dev, board.dendrite["v_max"] * levels_u, board.dendrite)
-            n = levels_u.size
-            rows = {"layer": np.full(n, k), "branch": np.full(n, b), "u": levels_u,
+        for q, dev in enumerate(layer.dendrites if kind == "dendrite" else layer.somas):
+            p = io.pulse(dev, drive, settings)
+            n = drive.size
+            rows = {"layer": np.full(n, k), name: np.full(n, q), **extra,
                     "voltage_v": p.levels_v, "current_a": p.current_a}
             out.write_block(**rows)
             parts.append(rows)
     return {key: np.concatenate([r[key] for r in parts]) for key in parts[0]}
 
 
+def calibrate_dendrites(io: BoardIO, out: Any) -> dict[str, np.ndarray]:
+    """Every dendrite's ladder (``CAL_REPEATS`` interleaved passes of ``CAL_U``) into ``out``;
+    returns the rows written."""
+    levels_u = np.tile(CAL_U, CAL_REPEATS)
+    return _ladders(io, out, "dendrite", io.board.dendrite["v_max"] * levels_u,
+                    {"u": levels_u})
+
+
 def calibrate_somas(io: BoardIO, out: Any) -> dict[str, np.ndarray]:
     """Every soma's ladder 0 ... ``soma.v_max`` (``SOMA_REPEATS`` passes) into ``out``; returns
     the rows written."""
-    board = io.board
-    ladder = np.tile(soma_ladder(board), SOMA_REPEATS)
-    parts = []
-    for k, layer in enumerate(board.layers):
-        for q, dev in enumerate(layer.somas):
-            p = io.pulse(dev, ladder, board.soma)
-            n = ladder.size
-            rows = {"layer": np.full(n, k), "soma": np.full(n, q), "voltage_v": p.levels_v,
-                    "current_a": p.current_a}
-            out.write_block(**rows)
-            parts.append(rows)
-    return {key: np.concatenate([r[key] for r in parts]) for key in parts[0]}
+    return _ladders(io, out, "soma", np.tile(soma_ladder(io.board), SOMA_REPEATS), {})
 
 
 def calibration_from(board: Board, dend: Any, soma: Any) -> Calibration:

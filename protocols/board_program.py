@@ -142,7 +142,6 @@ class Programmed:
             out.append((b, i, partner, float(min(max(new, lo), hi))))
         return out
 
-
     def offsets(self, original: Targets) -> tuple[tuple[np.ndarray, ...], ...]:
         """Per layer, per branch (rows, 2 M): for both cells of every pair holding a cell that
         failed to converge, its last read conductance minus its original target; 0 elsewhere.

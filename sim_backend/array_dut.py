@@ -178,7 +178,7 @@ class ArrayDut:
                 self._rate = self._rate_bound()
             if self._rate * dt < READ_DOSE_FLOOR:
                 return  # a read: no cell gets a dose that could move it (class docstring)
-        if not self._ages:  # only the cells under a voltage change: pulse just those
+            # only the cells under a voltage change: pulse just those
             idx, cells = self._pulse_plan()
             if cells is not None:
                 # a few cells (write-verify: one): each pulsed on its own, the same numbers
@@ -256,12 +256,6 @@ class ArrayDut:
         self._rate = self._key = None
 
     # --------------------------------------------------------------------- reading
-    def _cells_of(self, letter: str, index: int) -> np.ndarray:
-        """Flat indices of the cells on a line (a row's cells, or a column's)."""
-        if letter == "r":
-            return np.arange(index * self.cols, (index + 1) * self.cols)
-        return np.arange(index, self.rows * self.cols, self.cols)
-
     def _read_cells(self, letter: str, index: int | np.ndarray, gate_on: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                tuple[int, int, int] | None]:
@@ -291,6 +285,18 @@ class ArrayDut:
         self._reads[key] = plan = (rows, cols, idx, idx * NOISE_BLOCK, one)
         return plan
 
+    def _noise_table(self, sigma: float) -> np.ndarray:
+        """The blocks' table, made on the first noisy read, every block dropped if the cells'
+        keys were replaced or sigma changed; returns the keys."""
+        keys = self.cells.keys
+        if self._noise_gain is None:
+            self._noise_gain = np.ones((self.rows * self.cols, NOISE_BLOCK))
+            self._gain_flat = self._noise_gain.reshape(-1)
+        if keys is not self._noise_keys or sigma != self._noise_sigma:
+            self._noise_base[:] = -NOISE_BLOCK
+            self._noise_keys, self._noise_sigma = keys, sigma
+        return keys
+
     def _read_noise(self, idx: np.ndarray, idx_blk: np.ndarray, ev: np.ndarray,
                     sigma: float) -> np.ndarray:
         """``1.0 + sigma * rng.normal(keys[idx], READ_STREAM, ev)``, bit for bit, from blocks.
@@ -302,13 +308,7 @@ class ArrayDut:
         its counter, the end of the block) every cell of the read gets a new block from its
         present event. All blocks are dropped if the cells' keys are replaced or sigma changes.
         """
-        keys = self.cells.keys
-        if self._noise_gain is None:
-            self._noise_gain = np.ones((self.rows * self.cols, NOISE_BLOCK))
-            self._gain_flat = self._noise_gain.reshape(-1)
-        if keys is not self._noise_keys or sigma != self._noise_sigma:
-            self._noise_base[:] = -NOISE_BLOCK
-            self._noise_keys, self._noise_sigma = keys, sigma
+        keys = self._noise_table(sigma)
         off = ev - self._noise_base.take(idx)
         wrapped = off.view(np.uint64)  # an offset below 0 wraps above any block
         if np.maximum.reduce(wrapped) >= NOISE_BLOCK:
@@ -372,13 +372,7 @@ class ArrayDut:
     def _cell_noise(self, c: int, ev: int, sigma: float) -> float:
         """``_read_noise`` for one cell and event, as a Python float (the same blocks, refilled
         under the same rule: the cell's event outside its block)."""
-        if self._noise_gain is None:
-            self._noise_gain = np.ones((self.rows * self.cols, NOISE_BLOCK))
-            self._gain_flat = self._noise_gain.reshape(-1)
-        keys = self.cells.keys
-        if keys is not self._noise_keys or sigma != self._noise_sigma:
-            self._noise_base[:] = -NOISE_BLOCK
-            self._noise_keys, self._noise_sigma = keys, sigma
+        keys = self._noise_table(sigma)
         off = ev - self._noise_base.item(c)
         if not 0 <= off < NOISE_BLOCK:
             z = rng.normal(keys[c:c + 1][:, None], READ_STREAM,

@@ -31,6 +31,7 @@ from analysis.network.model import NetConfig, Params, branch_function
 from dendrolab.errors import ParameterError
 from protocols import board_math as bm
 from protocols.board import Board
+from protocols.board_program import layer_rows, network_targets
 
 #: Branch rules of ``mirror``: the dendrite ladder itself, or F_a with a fitted to it.
 BRANCH_RULES = ("table", "fit")
@@ -179,11 +180,6 @@ def fit_branch_a(u: np.ndarray, r: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------- checks
-def _rows(cfg: NetConfig) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """Array rows of every branch: layer 1 inputs, layer 2 hidden units (in array-row order)."""
-    return (tuple(cfg.layout.hidden_branches), cfg.layout.output_branches(cfg.n_hidden))
-
-
 def _check_network(params: Params, cfg: NetConfig, board: Board) -> None:
     if cfg.variant != "matlab":
         raise ParameterError(f"the board runs the matlab variant only (its unipolar dendrite "
@@ -193,7 +189,7 @@ def _check_network(params: Params, cfg: NetConfig, board: Board) -> None:
         raise ParameterError(f"network {cfg.layout.name} {cfg.n_hidden} hidden/{cfg.n_out} "
                              f"outputs does not fit the board ({board.layout} {board.hidden} "
                              f"hidden/{board.outputs} outputs)")
-    for k, rows in enumerate(_rows(cfg)):
+    for k, rows in enumerate(layer_rows(cfg)):
         sizes = tuple(a.n_rows for a in board.layers[k].arrays)
         if sizes != tuple(r.size for r in rows):
             raise ParameterError(f"layer {k + 1}: the network's branches have "
@@ -282,7 +278,7 @@ def mirror(params: Params, cfg: NetConfig, board: Board, cal: BoardCalibration,
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != cfg.n_in:
         raise ParameterError(f"inputs must be (N, {cfg.n_in}), got shape {x.shape}")
-    rows1, rows2 = _rows(cfg)
+    rows1, rows2 = layer_rows(cfg)
     x1 = bm.encode(x, board.input_bits) / board.levels
     u1, f1, s1, y1, a1 = _layer(x1, 0, rows1, cfg, board, cal, branch)
     hidden = bm.quantise(y1, board.input_bits)
@@ -323,19 +319,14 @@ def ideal_calibration(params: Params, cfg: NetConfig, board: Board, *,
     if not 0.0 < v_th < v_max:
         raise ParameterError(f"soma_v = {v_th:g} V: must lie in (0, {v_max:g}) (the soma's "
                              f"v_max)")
-    g_lo, g_hi = board.g_min_s, board.g_max_s
-    conductance, w_max = [], []
-    for w, rows in zip((params.w1, params.w2), _rows(cfg), strict=True):
-        gp, gm, wm = bm.pair_targets(np.asarray(w, dtype=np.float64), g_lo, g_hi)
-        conductance.append(tuple(bm.columns(gp[r], gm[r]) for r in rows))
-        w_max.append(wm)
+    targets = network_targets(params, cfg, board)
     u = np.linspace(0.0, 1.0, IDEAL_DENDRITE_POINTS)
     dend = Ladder(u, 0.5 * board.dendrite["compliance_a"] * branch_function(u, cfg.a))
     v = np.union1d(np.linspace(0.0, v_max, IDEAL_SOMA_POINTS), [v_th])
     y = bm.FIRE_FRACTION + np.maximum(np.tanh((v - v_th) / (2.0 * gain)), 0.0)
     soma = Ladder(v, np.where(v >= v_th, i_full * y, 0.0))
     return BoardCalibration(
-        (conductance[0], conductance[1]), (w_max[0], w_max[1]),
+        targets.cols, targets.w_max,
         tuple((dend,) * len(layer.arrays) for layer in board.layers),  # type: ignore[arg-type]
         tuple((soma,) * len(layer.somas) for layer in board.layers))  # type: ignore[arg-type]
 
