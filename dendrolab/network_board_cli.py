@@ -233,10 +233,12 @@ board and record every image.
 
 First the programming pass of `dendrolab network program`: the board is write-verified (cells
 already on target take one read). A simulated board starts blank in every process, so with --sim
-this programs the arrays each time (about a minute for the packaged board). Then every dendrite
+this programs the arrays each time (about 10 s for the packaged board). Then every dendrite
 and soma is calibrated, and each image goes in bit-serially on the array rows: the column
-currents are summed per branch, each branch's dendrite is pulsed at its normalised input, each
-soma at its summed drive, and the output somas' currents give the label. The run file holds per
+currents are summed per branch (less the known error of pairs holding a cell that failed to
+program, unless the board section sets correct_failed: false), each branch's dendrite is pulsed
+at its normalised input, each soma at its summed drive, and the output somas' currents give the
+label. The run file holds per
 image: index, label, prediction, soma outputs, energy (array reads, dendrite and soma pulses)
 and duration.
 
